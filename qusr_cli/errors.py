@@ -1,0 +1,19 @@
+"""Errors a user can act on. The CLI prints their message as one line and exits non-zero."""
+
+
+class QusrError(Exception):
+    """Base class: the message is complete and meant for the user, no traceback needed."""
+
+    exit_code = 1
+
+
+class InputError(QusrError):
+    """The input image or output path cannot be used."""
+
+    exit_code = 2
+
+
+class WeightsError(QusrError):
+    """A checkpoint is missing, corrupt, mismatched or fails its sha256 check."""
+
+    exit_code = 3
