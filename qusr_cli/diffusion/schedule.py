@@ -1,0 +1,106 @@
+"""Stage 4a: the ResShift noise schedule over a continuous time τ ∈ [0, 1], as a scheduler object.
+
+ResShift and UPSR fix the number of steps T when they train. Here the schedule is a function of
+continuous τ and the denoiser is conditioned on τ itself, so one checkpoint serves any number of
+sampling steps: ``set_timesteps(n)`` just places n points τ_i = (i−1)/(n−1) on the same curve.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+MIN_SQRT_ETA = math.sqrt(0.001)
+
+
+def first_sqrt_eta(kappa: float, min_noise_level: float) -> float:
+    """√η_1 = min(m/κ, m, √0.001)."""
+    return min(min_noise_level / kappa, min_noise_level, MIN_SQRT_ETA)
+
+
+def sqrt_eta(tau: torch.Tensor | float, kappa: float = 2.5, etas_end: float = 0.99,
+             min_noise_level: float = 0.2, power: float = 0.2) -> torch.Tensor:
+    """√η(τ) = √η_1 · (e/√η_1)^(τ^p): √η(0) = √η_1 and √η(1) = e."""
+    tau = torch.as_tensor(tau, dtype=torch.float64)
+    start = first_sqrt_eta(kappa, min_noise_level)
+    return start * (etas_end / start) ** (tau.clamp(0.0, 1.0) ** power)
+
+
+def posterior_coefficients(eta_prev: float, eta_t: float, kappa: float) -> tuple[float, float, float]:
+    """x_{t−1} = (η_{t−1}/η_t)·x_t + (α_t/η_t)·x̂0 + κ·√(η_{t−1}α_t/η_t)·w·ε, α_t = η_t − η_{t−1}.
+
+    Returns the three coefficients (of x_t, of x̂0, of w·ε).
+    """
+    alpha_t = eta_t - eta_prev
+    return eta_prev / eta_t, alpha_t / eta_t, kappa * math.sqrt(eta_prev * alpha_t / eta_t)
+
+
+def forward_sample(x0: torch.Tensor, up: torch.Tensor, eta: torch.Tensor, weight: torch.Tensor,
+                   noise: torch.Tensor, kappa: float) -> torch.Tensor:
+    """q(x_τ | x0, y): x_τ = x0 + η(τ)·(up(y) − x0) + κ·√η(τ)·w·ε (η broadcast per sample)."""
+    return x0 + eta * (up - x0) + kappa * eta.sqrt() * weight * noise
+
+
+def prior_sample(up: torch.Tensor, weight: torch.Tensor, noise: torch.Tensor, kappa: float,
+                 eta_end: float) -> torch.Tensor:
+    """x_T = up(y) + κ·√η_T·w·ε."""
+    return up + kappa * math.sqrt(eta_end) * weight * noise
+
+
+@dataclass
+class ResShiftScheduler:
+    """Like a diffusers scheduler: ``set_timesteps`` picks the τ grid, ``step`` moves x_t to x_{t−1}."""
+
+    kappa: float = 2.5
+    etas_end: float = 0.99
+    min_noise_level: float = 0.2
+    power: float = 0.2
+
+    def __post_init__(self) -> None:
+        self.set_timesteps(5)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "ResShiftScheduler":
+        return cls(**{k: config[k] for k in ("kappa", "etas_end", "min_noise_level", "power") if k in config})
+
+    @property
+    def config(self) -> dict:
+        return {"kappa": self.kappa, "etas_end": self.etas_end, "min_noise_level": self.min_noise_level,
+                "power": self.power}
+
+    def eta(self, tau: torch.Tensor | float) -> torch.Tensor:
+        """η(τ) = √η(τ)²."""
+        return sqrt_eta(tau, self.kappa, self.etas_end, self.min_noise_level, self.power) ** 2
+
+    def set_timesteps(self, num_steps: int) -> None:
+        """τ_i = (i−1)/(T−1) for i = 1..T (τ = 1 alone when T = 1); ``timesteps`` runs from T down to 1."""
+        if not 1 <= num_steps <= 1000:
+            raise ValueError(f"steps must be between 1 and 1000, not {num_steps}")
+        self.num_steps = num_steps
+        grid = [1.0] if num_steps == 1 else [i / (num_steps - 1) for i in range(num_steps)]
+        self.taus = torch.tensor(grid, dtype=torch.float64)
+        self.etas = self.eta(self.taus)
+        self.timesteps = list(range(num_steps - 1, -1, -1))
+
+    def prior(self, up: torch.Tensor, weight: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return prior_sample(up, weight, noise, self.kappa, float(self.etas[-1]))
+
+    def tau_at(self, index: int) -> float:
+        return float(self.taus[index])
+
+    def step(self, x0_pred: torch.Tensor, index: int, sample: torch.Tensor, weight: torch.Tensor,
+             noise: torch.Tensor | None) -> torch.Tensor:
+        """One reverse step from grid point ``index`` (0-based, i = index + 1) to the one below it.
+
+        At index 0 (i = 1) η_0 = 0, so the step returns x̂0 exactly and draws no noise.
+        """
+        if index == 0:
+            return x0_pred
+        c_sample, c_pred, c_noise = posterior_coefficients(float(self.etas[index - 1]), float(self.etas[index]),
+                                                           self.kappa)
+        out = c_sample * sample + c_pred * x0_pred
+        if noise is not None:
+            out = out + c_noise * weight * noise
+        return out
