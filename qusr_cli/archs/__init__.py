@@ -8,6 +8,8 @@ from qusr_cli.archs.compact import CompactSR
 from qusr_cli.archs.rrdbnet import RRDBNet
 from qusr_cli.archs.unet import DenoiserUNet
 
+__all__ = ["ARCHITECTURES", "CompactSR", "DenoiserUNet", "RRDBNet", "build_architecture", "register_architecture"]
+
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     cls.arch_name: cls for cls in (CompactSR, RRDBNet, DenoiserUNet)
 }

@@ -1,0 +1,78 @@
+"""Device, precision and thread choices: the only place that asks what hardware is present."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from qusr_cli.errors import QusrError
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """auto picks CUDA, then Apple MPS, then the CPU; an explicit device must exist."""
+    mps_available = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if mps_available else torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise QusrError("--device cuda: no CUDA GPU is visible to this PyTorch build")
+    if name == "mps" and not mps_available:
+        raise QusrError("--device mps: Apple MPS is not available here")
+    if name not in ("cpu", "cuda", "mps"):
+        raise QusrError(f"--device must be auto, cpu, cuda or mps, not {name!r}")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """auto: bf16 on CUDA GPUs that support it, else fp16 there; fp32 on CPU and MPS."""
+    if name == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    try:
+        dtype = DTYPES[name]
+    except KeyError:
+        raise QusrError(f"--dtype must be auto, fp32, fp16 or bf16, not {name!r}") from None
+    if device.type == "cpu" and dtype == torch.float16:
+        raise QusrError("--dtype fp16 is not supported on the CPU; use bf16 or fp32")
+    return dtype
+
+
+def default_threads() -> int:
+    """QUSR_THREADS if set, else the cores this process may use."""
+    env = os.environ.get("QUSR_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def set_threads(threads: int | None) -> int:
+    threads = threads or default_threads()
+    torch.set_num_threads(threads)
+    return threads
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Free device memory (CUDA), else available system memory (Linux), else a conservative 4 GB."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return free
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()

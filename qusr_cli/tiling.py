@@ -1,0 +1,101 @@
+"""Stage 5a: run any image through the per-tile stages in bounded memory, without visible seams.
+
+Like Real-ESRGAN's tiler, the LR image is cut into overlapping tiles; unlike it, overlapping
+outputs are not cropped but cross-faded with a raised-cosine window, because a diffusion sample is
+not identical across tiles and a hard cut would show.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Tile:
+    top: int
+    left: int
+    height: int
+    width: int
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets with stride tile − overlap; the last tile ends exactly at ``length``."""
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    count = math.ceil((length - tile) / stride) + 1
+    return [min(i * stride, length - tile) for i in range(count)]
+
+
+def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
+    if overlap >= tile:
+        raise ValueError(f"tile overlap {overlap} must be smaller than the tile size {tile}")
+    return [Tile(top, left, min(tile, height), min(tile, width))
+            for top in tile_starts(height, tile, overlap)
+            for left in tile_starts(width, tile, overlap)]
+
+
+def ramp(length: int, fade: int, fade_start: bool, fade_end: bool) -> torch.Tensor:
+    """1-D blend weights: raised cosine ½(1 − cos(π(k+½)/fade)) over ``fade`` samples on faded sides."""
+    weights = torch.ones(length)
+    fade = min(fade, length // 2)
+    if fade > 0:
+        rise = 0.5 * (1 - torch.cos(math.pi * (torch.arange(fade) + 0.5) / fade))
+        if fade_start:
+            weights[:fade] = rise
+        if fade_end:
+            weights[length - fade:] = rise.flip(0)
+    return weights
+
+
+def pad_to_multiple(image: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Reflect-pad bottom and right so both sides are multiples of ``multiple`` (replicate if tiny)."""
+    height, width = image.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if not pad_h and not pad_w:
+        return image
+    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+    return F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
+
+
+# run_tile(lr_tile, tile) -> HR tile (1, C, tile.height*scale, tile.width*scale) on the CPU
+TileFunction = Callable[[torch.Tensor, Tile], torch.Tensor]
+
+
+def run_tiled(lr: torch.Tensor, run_tile: TileFunction, tile_size: int, overlap: int, scale: int = 4,
+              on_tile_done: Callable[[int, int], None] | None = None, margin: int = 0) -> torch.Tensor:
+    """Σ_tiles window·f(tile) / Σ_tiles window over the HR canvas.
+
+    Each tile is run with ``margin`` extra LR pixels of context on every side the image continues
+    (cropped off again before blending), so tile borders see what the whole image would show them.
+    """
+    _, _, height, width = lr.shape
+    tiles = plan_tiles(height, width, tile_size, overlap)
+    canvas = weights = None
+    for done, tile in enumerate(tiles, start=1):
+        top, left = max(0, tile.top - margin), max(0, tile.left - margin)
+        bottom = min(height, tile.top + tile.height + margin)
+        right = min(width, tile.left + tile.width + margin)
+        context = Tile(top, left, bottom - top, right - left)
+        out = run_tile(lr[:, :, top:bottom, left:right], context).float().cpu()
+        rows = slice((tile.top - top) * scale, (tile.top - top + tile.height) * scale)
+        cols = slice((tile.left - left) * scale, (tile.left - left + tile.width) * scale)
+        out = out[:, :, rows, cols]
+        if canvas is None:
+            canvas = torch.zeros(1, out.shape[1], height * scale, width * scale)
+            weights = torch.zeros(1, 1, height * scale, width * scale)
+        fade = overlap * scale
+        window = (ramp(tile.height * scale, fade, tile.top > 0, tile.top + tile.height < height)[:, None]
+                  * ramp(tile.width * scale, fade, tile.left > 0, tile.left + tile.width < width)[None, :])
+        rows = slice(tile.top * scale, (tile.top + tile.height) * scale)
+        cols = slice(tile.left * scale, (tile.left + tile.width) * scale)
+        canvas[:, :, rows, cols] += out * window
+        weights[:, :, rows, cols] += window
+        if on_tile_done is not None:
+            on_tile_done(done, len(tiles))
+    return canvas / weights

@@ -1,0 +1,37 @@
+"""Tiny randomly initialised checkpoints, so engine tests exercise real code paths in milliseconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from qusr_cli.archs import CompactSR, DenoiserUNet
+from qusr_cli.weights.checkpoint import save_checkpoint
+
+TINY_UNET = {"base_width": 8, "channel_mult": (1, 2), "num_res_blocks": 1, "attention_heads": 2,
+             "context_dim": 384}
+
+
+def randomize_zero_inits(model: torch.nn.Module, seed: int, std: float = 0.02) -> None:
+    """Zero-initialised output layers would make a fresh denoiser return g(y) exactly; perturb them."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() > 1 and not param.abs().sum():
+                param.copy_(torch.randn(param.shape, generator=gen) * std)
+
+
+def make_tiny_model(folder: Path, seed: int = 0, placeholder: bool = True) -> dict[str, Path]:
+    """Write aux.safetensors and denoiser.safetensors into ``folder``; returns role -> path."""
+    torch.manual_seed(seed)
+    aux = CompactSR(num_feat=8, num_conv=2)
+    denoiser = DenoiserUNet(**TINY_UNET)
+    randomize_zero_inits(aux, seed)
+    randomize_zero_inits(denoiser, seed + 1)
+    info = {"placeholder": placeholder, "note": "random weights made by tests/helpers.py"}
+    folder.mkdir(parents=True, exist_ok=True)
+    return {
+        "aux": save_checkpoint(folder / "aux.safetensors", aux, role="aux", info=info),
+        "denoiser": save_checkpoint(folder / "denoiser.safetensors", denoiser, role="denoiser", info=info),
+    }

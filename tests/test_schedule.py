@@ -1,0 +1,73 @@
+import math
+
+import pytest
+import torch
+
+from qusr_cli.diffusion.schedule import (ResShiftScheduler, first_sqrt_eta, forward_sample,
+                                         posterior_coefficients, sqrt_eta)
+
+
+def test_first_sqrt_eta_takes_the_smallest_candidate():
+    assert first_sqrt_eta(2.5, 0.2) == pytest.approx(math.sqrt(0.001))   # m/κ = 0.08 > √0.001
+    assert first_sqrt_eta(1000.0, 0.2) == pytest.approx(0.0002)        # m/κ smallest
+
+
+def test_sqrt_eta_matches_hand_computed_values():
+    # √η_1 = √0.001 = 0.0316228; τ = 0.25: 0.0316228 · (0.99/0.0316228)^(0.25^0.2) = 0.43005
+    assert float(sqrt_eta(0.0)) == pytest.approx(0.0316228, abs=1e-6)
+    assert float(sqrt_eta(0.25)) == pytest.approx(0.43005, abs=1e-4)
+    assert float(sqrt_eta(1.0)) == pytest.approx(0.99, abs=1e-12)
+
+
+def test_grid_for_five_steps():
+    scheduler = ResShiftScheduler()
+    scheduler.set_timesteps(5)
+    assert scheduler.taus.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert scheduler.timesteps == [4, 3, 2, 1, 0]
+    start = math.sqrt(0.001)
+    expected = [(start * (0.99 / start) ** (tau ** 0.2)) ** 2 for tau in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    assert scheduler.etas.tolist() == pytest.approx(expected, rel=1e-12)
+    assert all(b > a for a, b in zip(expected, expected[1:]))
+
+
+def test_one_step_runs_at_tau_one():
+    scheduler = ResShiftScheduler()
+    scheduler.set_timesteps(1)
+    assert scheduler.taus.tolist() == [1.0]
+    x0 = torch.rand(1, 3, 4, 4)
+    assert torch.equal(scheduler.step(x0, 0, torch.zeros_like(x0), torch.ones_like(x0), None), x0)
+
+
+def test_posterior_coefficients_by_hand():
+    c_sample, c_pred, c_noise = posterior_coefficients(0.001, 0.9801, 2.5)
+    assert c_sample == pytest.approx(0.001 / 0.9801)
+    assert c_pred == pytest.approx(0.9791 / 0.9801)
+    assert c_noise == pytest.approx(2.5 * math.sqrt(0.001 * 0.9791 / 0.9801))
+    assert c_sample + c_pred == pytest.approx(1.0)
+
+
+def test_prior_sample_formula():
+    scheduler = ResShiftScheduler()
+    up, w, eps = torch.full((1, 3, 2, 2), 0.5), torch.full((1, 3, 2, 2), 0.4), torch.ones(1, 3, 2, 2)
+    assert torch.allclose(scheduler.prior(up, w, eps), torch.full_like(up, 0.5 + 2.5 * 0.99 * 0.4))
+
+
+def test_step_with_true_x0_reproduces_the_forward_marginal():
+    """If x_t ~ q(x_t|x0) and x̂0 = x0, one step must give x_{t−1} ~ q(x_{t−1}|x0) in mean and spread."""
+    gen = torch.Generator().manual_seed(0)
+    scheduler = ResShiftScheduler()
+    scheduler.set_timesteps(5)
+    shape = (1, 3, 256, 256)
+    x0, up = torch.full(shape, 0.3), torch.full(shape, 0.7)
+    weight = torch.full(shape, 0.6)
+    index = 3
+    eta_t, eta_prev = scheduler.etas[index].float(), scheduler.etas[index - 1].float()
+    x_t = forward_sample(x0, up, eta_t, weight, torch.randn(shape, generator=gen), scheduler.kappa)
+    x_prev = scheduler.step(x0, index, x_t, weight, torch.randn(shape, generator=gen))
+    assert x_prev.mean().item() == pytest.approx(0.3 + eta_prev.item() * 0.4, abs=0.01)
+    assert x_prev.std().item() == pytest.approx(2.5 * math.sqrt(eta_prev.item()) * 0.6, rel=0.02)
+
+
+def test_steps_out_of_range_are_rejected():
+    with pytest.raises(ValueError):
+        ResShiftScheduler().set_timesteps(0)
