@@ -1,0 +1,66 @@
+"""A loaded model: the aux net g, the denoiser, an optional learned critic, and their settings.
+
+Settings that belong to how the denoiser was trained (schedule, noise-weight floor b and ψmax, the
+text encoder) are read from the denoiser checkpoint's header, so a file alone says how to run it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from qusr_cli.diffusion.schedule import ResShiftScheduler
+from qusr_cli.uncertainty import DEFAULT_FLOOR, DEFAULT_PSI_MAX
+from qusr_cli.weights.checkpoint import checkpoint_info, load_checkpoint
+
+
+@dataclass
+class DiffusionSettings:
+    kappa: float = 2.5
+    etas_end: float = 0.99
+    min_noise_level: float = 0.2
+    power: float = 0.2
+    floor: float = DEFAULT_FLOOR
+    psi_max: float = DEFAULT_PSI_MAX
+    text_encoder: str = "minilm"
+
+    @classmethod
+    def from_info(cls, info: dict) -> "DiffusionSettings":
+        stored = info.get("diffusion", {})
+        return cls(**{k: stored[k] for k in cls.__dataclass_fields__ if k in stored})
+
+    def scheduler(self) -> ResShiftScheduler:
+        return ResShiftScheduler(self.kappa, self.etas_end, self.min_noise_level, self.power)
+
+
+@dataclass
+class ModelBundle:
+    name: str
+    aux: nn.Module
+    denoiser: nn.Module
+    settings: DiffusionSettings
+    critic_path: Path | None = None
+    placeholder: bool = False
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def to(self, device: torch.device) -> "ModelBundle":
+        self.aux.to(device)
+        self.denoiser.to(device)
+        return self
+
+
+def load_bundle(name: str, files: dict[str, Path]) -> ModelBundle:
+    """Load from resolved, verified component files: ``aux`` and ``denoiser`` required, ``critic`` optional."""
+    aux = load_checkpoint(files["aux"], role="aux")
+    denoiser = load_checkpoint(files["denoiser"], role="denoiser")
+    infos = [checkpoint_info(files[role]) for role in ("aux", "denoiser")]
+    return ModelBundle(
+        name=name, aux=aux, denoiser=denoiser,
+        settings=DiffusionSettings.from_info(infos[1]),
+        critic_path=files.get("critic"),
+        placeholder=any(info.get("placeholder", False) for info in infos),
+        files=dict(files),
+    )

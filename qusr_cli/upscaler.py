@@ -1,0 +1,183 @@
+"""The Python API: ``Upscaler`` runs the five stages on a tensor. The CLI is a thin layer over it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from qusr_cli.aux_sr import auxiliary_estimate, bicubic_upsample
+from qusr_cli.bundle import ModelBundle
+from qusr_cli.color_fix import apply_color_fix
+from qusr_cli.devices import free_memory_bytes, is_out_of_memory
+from qusr_cli.diffusion.sampler import sample_residual_shift
+from qusr_cli.noise import NoiseField
+from qusr_cli.prior.critic import CriticResult
+from qusr_cli.prior.report import compose_prior_text
+from qusr_cli.tiling import Tile, pad_to_multiple, run_tiled
+from qusr_cli.uncertainty import noise_weight, uncertainty
+
+log = logging.getLogger("qusr")
+
+SCALE = 4
+MIN_TILE = 32
+# Working set of one denoiser pass per LR pixel, measured on the default model in fp32 (see
+# docs/architecture.md); the automatic tile keeps a tile's working set within a quarter of free memory.
+BYTES_PER_LR_PIXEL = 60_000
+CPU_TILE_BUDGET = 1 << 30  # the CPU target is < 2 GB peak at any image size
+
+
+@dataclass(frozen=True)
+class UpscaleOptions:
+    steps: int = 5
+    seed: int = 0
+    tile: int | None = None
+    tile_overlap: int = 16
+    tile_margin: int = 8
+    color_fix: str = "wavelet"
+    prompt: str | None = None
+    prompt_mode: str = "extend"
+
+
+@dataclass
+class Prior:
+    critic: CriticResult | None
+    text: str | None
+    tokens: torch.Tensor | None
+    mask: torch.Tensor | None
+
+
+@dataclass
+class UpscaleResult:
+    image: torch.Tensor          # (1,3,4H,4W) in [0,1] on the CPU
+    prior: Prior
+    tile: int
+
+
+@dataclass
+class Explanation:
+    up: torch.Tensor
+    aux: torch.Tensor
+    psi: torch.Tensor
+    weight: torch.Tensor
+    prior: Prior
+
+
+class Upscaler:
+    def __init__(self, bundle: ModelBundle, *, device: torch.device, dtype: torch.dtype,
+                 critic=None, text_encoder=None):
+        self.bundle = bundle.to(device)
+        self.device = device
+        self.dtype = dtype
+        self.critic = critic
+        self.text_encoder = text_encoder
+        self._oom_reported = False
+        if device.type == "cpu":
+            # channels_last lets oneDNN pick its blocked convolution kernels on the CPU
+            self.bundle.denoiser.to(memory_format=torch.channels_last)
+            self.bundle.aux.to(memory_format=torch.channels_last)
+
+    # ---- stage 3 -------------------------------------------------------------------------
+    def prior(self, lr: torch.Tensor, prompt: str | None = None, prompt_mode: str = "extend") -> Prior:
+        critic_result = self.critic.assess(lr) if self.critic is not None else None
+        text = compose_prior_text(critic_result.critique if critic_result else None, prompt, prompt_mode)
+        tokens = mask = None
+        if text and self.text_encoder is not None:
+            tokens, mask = self.text_encoder.encode(text)
+            tokens, mask = tokens.to(self.device, torch.float32), mask.to(self.device)
+        return Prior(critic_result, text, tokens, mask)
+
+    # ---- stages 1, 2, 4 on one tile ---------------------------------------------------------
+    def _autocast(self):
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    @torch.inference_mode()
+    def _stage_maps(self, lr_tile: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = lr_tile.to(self.device, torch.float32)
+        up = bicubic_upsample(x, SCALE)
+        with self._autocast():
+            aux = auxiliary_estimate(self.bundle.aux, x).float()
+        psi = uncertainty(aux, up)
+        weight = noise_weight(psi, self.bundle.settings.floor, self.bundle.settings.psi_max)
+        return up, aux, psi, weight
+
+    @torch.inference_mode()
+    def _upscale_tile(self, lr_tile: torch.Tensor, tile: Tile, options: UpscaleOptions, prior: Prior,
+                      field: NoiseField) -> torch.Tensor:
+        padded = pad_to_multiple(lr_tile, self.bundle.denoiser.downsample_factor)
+        up, aux, _psi, weight = self._stage_maps(padded)
+        height, width = up.shape[-2:]
+
+        def noise_for(draw: int) -> torch.Tensor:
+            return field.window(draw, tile.top * SCALE, tile.left * SCALE, height, width).to(self.device)
+
+        scheduler = self.bundle.settings.scheduler()
+        scheduler.set_timesteps(options.steps)
+        with self._autocast():
+            sample = sample_residual_shift(self.bundle.denoiser, scheduler, up, aux, weight, noise_for,
+                                           prior.tokens, prior.mask).float()
+        sample = apply_color_fix(options.color_fix, sample, aux)
+        return sample[:, :, :lr_tile.shape[-2] * SCALE, :lr_tile.shape[-1] * SCALE].clamp(0, 1).cpu()
+
+    # ---- the whole image ------------------------------------------------------------------
+    def auto_tile(self) -> int:
+        """Largest LR tile whose working set fits a quarter of free memory (≤ 1 GB on the CPU)."""
+        budget = free_memory_bytes(self.device) // 4
+        if self.device.type == "cpu":
+            budget = min(budget, CPU_TILE_BUDGET)
+        side = int(math.sqrt(budget / BYTES_PER_LR_PIXEL))
+        return max(MIN_TILE, min(1024, side // 16 * 16))
+
+    def upscale(self, lr: torch.Tensor, options: UpscaleOptions = UpscaleOptions(),
+                progress: Callable[[int, int], None] | None = None) -> UpscaleResult:
+        """4x-upscale ``lr`` (1,3,H,W) in [0,1]; halves the tile and retries if the device runs out of memory."""
+        if not 1 <= options.steps <= 50:
+            raise ValueError(f"steps must be between 1 and 50, not {options.steps}")
+        prior = self.prior(lr, options.prompt, options.prompt_mode)
+        tile = options.tile or self.auto_tile()
+        field = NoiseField(options.seed)
+        while True:
+            try:
+                image = run_tiled(lr, lambda t, spec: self._upscale_tile(t, spec, options, prior, field),
+                                  tile, min(options.tile_overlap, tile // 4), SCALE, progress,
+                                  margin=options.tile_margin)
+                return UpscaleResult(image=image, prior=prior, tile=tile)
+            except (torch.OutOfMemoryError, RuntimeError) as exc:
+                if not is_out_of_memory(exc) or tile <= MIN_TILE:
+                    raise
+                tile = max(MIN_TILE, tile // 2)
+                if not self._oom_reported:
+                    log.warning("out of device memory: tile size halved to %d (use --tile to set it)", tile)
+                    self._oom_reported = True
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+
+    def explain(self, lr: torch.Tensor, options: UpscaleOptions = UpscaleOptions(),
+                prior: Prior | None = None) -> Explanation:
+        """Stages 1–3 only: up(y), g(y), ψ, w and the prior (reused when given), for people to look at."""
+        prior = prior or self.prior(lr, options.prompt, options.prompt_mode)
+        tile = options.tile or self.auto_tile()
+        overlap = min(options.tile_overlap, tile // 4)
+
+        def maps(lr_tile: torch.Tensor, _spec: Tile) -> torch.Tensor:
+            return torch.cat([m.cpu() for m in self._stage_maps(lr_tile)], 1)
+
+        stacked = run_tiled(lr, maps, tile, overlap, SCALE, margin=options.tile_margin)
+        up, aux, psi, weight = stacked.split(3, dim=1)
+        return Explanation(up=up, aux=aux.clamp(0, 1), psi=psi, weight=weight, prior=prior)
+
+
+def resize_output(image: torch.Tensor, lr_size: tuple[int, int], scale: float) -> torch.Tensor:
+    """Final resize for ``--scale`` other than 4: antialiased bicubic from the 4x result."""
+    if scale == SCALE:
+        return image
+    height, width = (max(1, round(side * scale)) for side in lr_size)
+    return F.interpolate(image, size=(height, width), mode="bicubic", antialias=True,
+                         align_corners=False).clamp(0, 1)

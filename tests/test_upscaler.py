@@ -1,0 +1,94 @@
+import logging
+
+import pytest
+import torch
+
+from qusr_cli.bundle import load_bundle
+from qusr_cli.upscaler import UpscaleOptions, Upscaler, resize_output
+
+from helpers import make_tiny_model
+
+
+@pytest.fixture(scope="module")
+def upscaler(tmp_path_factory):
+    files = make_tiny_model(tmp_path_factory.mktemp("tiny"))
+    return Upscaler(load_bundle("tiny", files), device=torch.device("cpu"), dtype=torch.float32)
+
+
+def _photo(height=40, width=48, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    ramp = torch.linspace(0, 1, width).view(1, 1, 1, width).expand(1, 3, height, width)
+    return (0.6 * ramp + 0.4 * torch.rand(1, 3, height, width, generator=gen)).clamp(0, 1)
+
+
+def test_output_is_4x_in_range_and_deterministic_per_seed(upscaler):
+    lr = _photo()
+    first = upscaler.upscale(lr, UpscaleOptions(seed=3)).image
+    again = upscaler.upscale(lr, UpscaleOptions(seed=3)).image
+    other = upscaler.upscale(lr, UpscaleOptions(seed=4)).image
+    assert first.shape == (1, 3, 160, 192)
+    assert first.min() >= 0 and first.max() <= 1
+    assert torch.equal(first, again)
+    assert (first - other).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5, 12])
+def test_any_step_count_runs(upscaler, steps):
+    out = upscaler.upscale(_photo(16, 16), UpscaleOptions(steps=steps)).image
+    assert out.shape == (1, 3, 64, 64) and torch.isfinite(out).all()
+
+
+def test_steps_outside_1_to_50_are_refused(upscaler):
+    with pytest.raises(ValueError):
+        upscaler.upscale(_photo(16, 16), UpscaleOptions(steps=51))
+
+
+def test_tiling_machinery_is_exact_when_the_denoiser_is_local(tmp_path):
+    """With the denoiser's output layer zeroed, x̂0 = g(y): every tile sees the same noise, the same
+    context and the same colour reference, so tiled and untiled runs must agree to float precision."""
+    bundle = load_bundle("tiny", make_tiny_model(tmp_path))
+    with torch.no_grad():
+        bundle.denoiser.conv_out.weight.zero_()
+        bundle.denoiser.conv_out.bias.zero_()
+    local = Upscaler(bundle, device=torch.device("cpu"), dtype=torch.float32)
+    lr = _photo(64, 72, seed=1)
+    whole = local.upscale(lr, UpscaleOptions(tile=128, seed=5)).image
+    tiled = local.upscale(lr, UpscaleOptions(tile=40, tile_overlap=12, tile_margin=8, seed=5)).image
+    assert torch.allclose(whole, tiled, atol=1e-5)
+
+
+def test_odd_sizes_are_padded_and_cropped(upscaler):
+    out = upscaler.upscale(_photo(13, 7), UpscaleOptions()).image
+    assert out.shape == (1, 3, 52, 28)
+
+
+def test_out_of_memory_halves_the_tile_and_says_so_once(upscaler, monkeypatch, caplog):
+    real = Upscaler._upscale_tile
+    calls = {"n": 0}
+
+    def flaky(self, lr_tile, tile, options, prior, field):
+        calls["n"] += 1
+        if lr_tile.shape[-1] > 40:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return real(self, lr_tile, tile, options, prior, field)
+
+    monkeypatch.setattr(Upscaler, "_upscale_tile", flaky)
+    monkeypatch.setattr(logging.getLogger("qusr"), "propagate", True)
+    with caplog.at_level(logging.WARNING, logger="qusr"):
+        result = upscaler.upscale(_photo(64, 64), UpscaleOptions(tile=128, tile_margin=0))
+    assert result.tile == 32 and result.image.shape == (1, 3, 256, 256)
+    assert sum("tile size halved" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_explain_returns_consistent_maps(upscaler):
+    explanation = upscaler.explain(_photo(24, 24))
+    assert explanation.weight.shape == explanation.psi.shape == (1, 3, 96, 96)
+    expected = 0.4 + 0.6 * (explanation.psi / 0.05).clamp(0, 1)
+    assert torch.allclose(explanation.weight, expected, atol=1e-5)
+    assert torch.allclose(explanation.psi, 0.5 * (explanation.aux - explanation.up).abs(), atol=1e-5)
+
+
+def test_resize_output_for_other_scales():
+    image = torch.rand(1, 3, 40, 40)
+    assert resize_output(image, (10, 10), 4.0) is image
+    assert resize_output(image, (10, 10), 2.5).shape == (1, 3, 25, 25)
