@@ -1,0 +1,41 @@
+"""The `qusr` command: sub-commands are mounted here, each defined in its own module."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from qusr_cli import __version__
+from qusr_cli.cli.common import one_line_errors, setup_logging
+from qusr_cli.cli.explain_cmd import explain
+from qusr_cli.cli.info_cmd import info
+from qusr_cli.cli.upscale_cmd import batch, upscale
+from qusr_cli.cli.weights_cmd import weights_app
+
+app = typer.Typer(help="qusr: 4x upscaling of real-world photos, honest about what it invents.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"qusr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    setup_logging()
+
+
+app.command()(upscale)
+app.command()(batch)
+app.command()(explain)
+app.command()(info)
+app.add_typer(weights_app, name="weights")
+
+
+def main() -> None:
+    with one_line_errors():
+        app()

@@ -1,0 +1,41 @@
+"""What every qusr command shares: one-line errors, warnings on stderr, the stderr console."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+
+from qusr_cli.errors import QusrError
+
+stderr = Console(stderr=True, highlight=False)
+
+
+class _OneLineHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        typer.echo(f"qusr: {record.getMessage()}", err=True)
+
+
+def setup_logging() -> None:
+    """Library warnings (placeholder model, halved tiles, missing encoder) become 'qusr: …' lines."""
+    logger = logging.getLogger("qusr")
+    if not any(isinstance(h, _OneLineHandler) for h in logger.handlers):
+        logger.addHandler(_OneLineHandler())
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """A QusrError ends the command with its message as one stderr line and its exit code."""
+    try:
+        yield
+    except QusrError as exc:
+        typer.echo(f"qusr: error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("qusr: interrupted", err=True)
+        raise typer.Exit(130) from None

@@ -1,0 +1,136 @@
+"""`qusr upscale` (one photo) and `qusr batch` (a folder): thin layers over files.upscale_file."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from qusr_cli.cli import options as opt
+from qusr_cli.cli.common import one_line_errors, stderr
+from qusr_cli.errors import InputError, QusrError
+from qusr_cli.files import upscale_file
+from qusr_cli.heatmaps import save_explanation
+from qusr_cli.imageio import default_output_path
+from qusr_cli.loading import load_upscaler
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def _load(model, weights, device, dtype, threads, critic, download):
+    return load_upscaler(model, weights=weights, device=device.value, dtype=dtype.value, threads=threads,
+                         critic=critic.value, allow_download=download)
+
+
+def upscale(
+    source: Annotated[Path, typer.Argument(help="Input image.", show_default=False)],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file; its extension picks the format.")] = None,
+    steps: opt.Steps = 5, scale: opt.Scale = 4.0, seed: opt.Seed = 0,
+    device: opt.Device = opt.DeviceName.auto, dtype: opt.Dtype = opt.DtypeName.auto, tile: opt.Tile = None,
+    color_fix: opt.Color = opt.ColorFix.wavelet, prompt: opt.Prompt = None,
+    prompt_mode: opt.PromptModeOpt = opt.PromptMode.extend, critic: opt.Critic = opt.CriticKind.builtin,
+    heatmaps: Annotated[Path | None, typer.Option(help="Also write the uncertainty/noise-weight maps here.")] = None,
+    model: opt.Model = None, weights: opt.Weights = None, threads: opt.Threads = None,
+    max_pixels: opt.MaxPixels = None, download: opt.Download = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+) -> None:
+    """Upscale one photo 4x (or --scale)."""
+    with one_line_errors():
+        output = output or default_output_path(source)
+        options = opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode)
+        upscaler = _load(model, weights, device, dtype, threads, critic, download)
+        started = time.perf_counter()
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=stderr, transient=True, disable=as_json) as bar:
+            task = bar.add_task(f"upscaling {source.name}", total=None)
+            done = upscale_file(upscaler, source, output, options, scale=scale, max_pixels=max_pixels,
+                                progress=lambda n, total: bar.update(task, completed=n, total=total))
+        seconds = time.perf_counter() - started
+        if heatmaps is not None:
+            explanation = upscaler.explain(done.lr, options, prior=done.result.prior)
+            save_explanation(explanation, heatmaps, source.stem, upscaler.bundle.settings.floor,
+                             upscaler.bundle.settings.psi_max)
+        summary = {"input": str(source), "output": str(output), "input_size": done.input_size,
+                   "output_size": done.output_size, "seconds": round(seconds, 3), "steps": steps, "seed": seed,
+                   "tile": done.result.tile, "prior": done.result.prior.text}
+        if as_json:
+            typer.echo(json.dumps(summary))
+        else:
+            stderr.print(f"wrote {output} ({done.output_size[0]}x{done.output_size[1]}) in {seconds:.1f} s")
+
+
+def find_images(folder: Path, recursive: bool, exclude: Path | None) -> list[Path]:
+    pattern = folder.rglob("*") if recursive else folder.glob("*")
+    found = []
+    for path in pattern:
+        if exclude is not None and path.resolve().is_relative_to(exclude):
+            continue
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            found.append(path)
+    return sorted(found)
+
+
+def batch(
+    folder: Annotated[Path, typer.Argument(help="Folder of images.", show_default=False)],
+    output_dir: Annotated[Path | None, typer.Option("-o", "--output-dir", help="Where outputs go (default: FOLDER_qusr).")] = None,
+    recursive: Annotated[bool, typer.Option(help="Include subfolders (their layout is kept).")] = False,
+    skip_existing: Annotated[bool, typer.Option(help="Leave outputs that already exist alone.")] = False,
+    ext: Annotated[str, typer.Option(help="Output format extension.")] = "png",
+    steps: opt.Steps = 5, scale: opt.Scale = 4.0, seed: opt.Seed = 0,
+    device: opt.Device = opt.DeviceName.auto, dtype: opt.Dtype = opt.DtypeName.auto, tile: opt.Tile = None,
+    color_fix: opt.Color = opt.ColorFix.wavelet, prompt: opt.Prompt = None,
+    prompt_mode: opt.PromptModeOpt = opt.PromptMode.extend, critic: opt.Critic = opt.CriticKind.builtin,
+    model: opt.Model = None, weights: opt.Weights = None, threads: opt.Threads = None,
+    max_pixels: opt.MaxPixels = None, download: opt.Download = True,
+) -> None:
+    """Upscale every image in a folder; one bad file does not stop the rest (exit 1 if any failed)."""
+    with one_line_errors():
+        if not folder.is_dir():
+            raise InputError(f"{folder}: not a folder")
+        output_dir = output_dir or folder.with_name(folder.name + "_qusr")
+        sources = find_images(folder, recursive, output_dir.resolve())
+        if not sources:
+            raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        options = opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode)
+        upscaler = _load(model, weights, device, dtype, threads, critic, download)
+        rows = []
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn())
+        with Progress(*columns, console=stderr) as bar:
+            task = bar.add_task("batch", total=len(sources))
+            for source in sources:
+                target = (output_dir / source.relative_to(folder)).with_suffix("." + ext.lstrip("."))
+                bar.update(task, description=source.name)
+                started = time.perf_counter()
+                if skip_existing and target.exists():
+                    rows.append((source, "skipped", "exists", 0.0))
+                else:
+                    try:
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        done = upscale_file(upscaler, source, target, options, scale=scale, max_pixels=max_pixels)
+                        rows.append((source, "ok", f"{done.output_size[0]}x{done.output_size[1]}",
+                                     time.perf_counter() - started))
+                    except QusrError as exc:
+                        rows.append((source, "failed", str(exc), time.perf_counter() - started))
+                bar.advance(task)
+        failed = _summary(rows, folder, output_dir)
+        if failed:
+            raise typer.Exit(1)
+
+
+def _summary(rows, folder: Path, output_dir: Path) -> int:
+    table = Table(title=f"qusr batch: {folder} -> {output_dir}")
+    for column in ("file", "status", "output / reason", "seconds"):
+        table.add_column(column)
+    styles = {"ok": "green", "skipped": "yellow", "failed": "red"}
+    for source, status, detail, seconds in rows:
+        table.add_row(str(source.relative_to(folder)), f"[{styles[status]}]{status}[/]", detail, f"{seconds:.1f}")
+    stderr.print(table)
+    failed = sum(1 for row in rows if row[1] == "failed")
+    stderr.print(f"{len(rows) - failed} done, {failed} failed")
+    return failed

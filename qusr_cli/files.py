@@ -1,0 +1,39 @@
+"""The file edge of the engine: one image file in, one upscaled file out, nothing half-written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from qusr_cli.imageio import check_output_path, read_image, write_image
+from qusr_cli.upscaler import UpscaleOptions, UpscaleResult, Upscaler, resize_output
+
+
+@dataclass
+class FileResult:
+    source: Path
+    output: Path
+    input_size: tuple[int, int]     # (width, height)
+    output_size: tuple[int, int]
+    lr: torch.Tensor
+    result: UpscaleResult
+
+
+def resize_alpha(alpha: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Alpha is not diffused (invented detail in a mask looks wrong): antialiased bicubic to ``size``."""
+    return F.interpolate(alpha, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+
+
+def upscale_file(upscaler: Upscaler, source: Path, output: Path, options: UpscaleOptions, *,
+                 scale: float = 4.0, max_pixels: int | None = None, progress=None) -> FileResult:
+    check_output_path(source, output)
+    image = read_image(source, max_pixels=max_pixels)
+    height, width = image.rgb.shape[-2:]
+    result = upscaler.upscale(image.rgb, options, progress=progress)
+    rgb = resize_output(result.image, (height, width), scale)
+    alpha = None if image.alpha is None else resize_alpha(image.alpha, tuple(rgb.shape[-2:]))
+    write_image(output, rgb, like=image, alpha=alpha)
+    return FileResult(source, output, (width, height), (rgb.shape[-1], rgb.shape[-2]), image.rgb, result)
