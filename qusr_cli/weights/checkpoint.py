@@ -15,12 +15,12 @@ from torch import nn
 
 from qusr_cli.archs import build_architecture
 from qusr_cli.errors import WeightsError
+from qusr_cli.weights.registry import ROLES
 
 ARCH_KEY = "qusr.arch"
 ROLE_KEY = "qusr.role"
 CONFIG_KEY = "qusr.config"
 INFO_KEY = "qusr.info"
-ROLES = ("aux", "denoiser", "critic")
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, *, role: str, info: dict | None = None,
