@@ -1,0 +1,538 @@
+"""Image files in and out of the upscaler.
+
+The engine only ever sees RGB float tensors (1, 3, H, W) in [0, 1]. Everything else a file
+carries (alpha, grayscale, 16-bit depth, ICC profile, EXIF) is kept in a `LoadedImage` and put
+back by `write_image`, so the upscaled file looks like its source, only larger.
+
+Decoders: Pillow for everything it holds at full depth (all 8-bit modes, 16-bit grayscale,
+32-bit I and F). Pillow 13 reduces 16-bit RGB, RGBA and gray+alpha PNG and TIFF to 8 bits when
+decoding and has no 16-bit colour mode to encode from, so those go through imagecodecs (libpng)
+for PNG and tifffile for TIFF. tifffile needs imagecodecs for LZW, PackBits and the other
+compressions photo editors write 16-bit TIFFs with, so one dependency serves both formats.
+
+Known limits: only the first frame of multi-frame files is read; a 16-bit gray+alpha TIFF
+cannot be read because Pillow, which reads the metadata of every input, does not open it;
+16-bit TIFF output with more than one channel carries the ICC profile but not the EXIF.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import struct
+import tempfile
+import warnings
+import zlib
+from collections.abc import Callable
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import imagecodecs
+import numpy as np
+import tifffile
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from qusr_cli.errors import InputError
+
+try:
+    from PIL import ImageCms
+except ImportError:  # Pillow built without LittleCMS: CMYK falls back to the plain formula
+    ImageCms = None
+
+#: Output extension (lower case) -> Pillow format name.
+OUTPUT_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".bmp": "BMP",
+}
+
+#: Smallest accepted width and height. A smaller file is almost surely an icon, a tracking
+#: pixel or a broken export, not a photo, and has too little content for the model to work from.
+MIN_SIDE = 4
+
+_ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
+_SIXTEEN_BIT_FORMATS = {"PNG", "TIFF"}
+_METADATA_FORMATS = {"PNG", "JPEG", "WEBP", "TIFF"}
+
+# ITU-R BT.601 luma, the weights Pillow's convert("L") uses: a gray image replicated to RGB
+# comes back to exactly its own values, and gray output matches what other tools would make.
+_LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+_ORIENTATION_TAG = 0x0112
+_BITS_PER_SAMPLE_TAG = 258
+
+# Pillow's getexif() on a TIFF returns the whole first IFD, including the tags that describe the
+# TIFF's own pixel layout. Copied into another file they would describe data that is not there.
+_TIFF_LAYOUT_TAGS = frozenset({
+    254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 284, 317, 320,
+    322, 323, 324, 325, 330, 338, 339, 340, 341, 347, 530, 34675,
+})
+
+# Orientation value -> the numpy view that shows the pixels upright; the same transforms
+# Pillow's ImageOps.exif_transpose applies, done on arrays so that Pillow-decoded and
+# full-depth-decoded pixels share one code path.
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+
+_PILLOW_HIGH_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
+
+# What decoders raise on a damaged, truncated or unsupported file. The try that catches these
+# covers opening and decoding only; scaling and orienting the samples come after it, so a bug
+# there is not reported as a bad file.
+_DECODE_ERRORS = (
+    OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
+    imagecodecs.PngError, tifffile.TiffFileError,
+)
+_EXIF_ERRORS = (OSError, SyntaxError, ValueError, TypeError, KeyError, struct.error)
+_BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
+
+
+@dataclass
+class LoadedImage:
+    """A decoded image and everything about its file that the engine does not touch."""
+
+    rgb: torch.Tensor  # (1, 3, H, W) float32 in [0, 1]; grayscale replicated to 3 channels
+    alpha: torch.Tensor | None  # (1, 1, H, W) float32 in [0, 1]
+    grayscale: bool  # single-channel source: written back single-channel
+    bit_depth: int  # 8 or 16
+    icc_profile: bytes | None
+    exif: bytes | None  # Orientation already applied to the pixels and reset to 1
+    source_format: str  # Pillow format name, e.g. "PNG", "JPEG"
+    path: Path
+
+
+def read_image(path, max_pixels: int | None = None) -> LoadedImage:
+    """Decode `path` (by content, whatever its extension) into a `LoadedImage`.
+
+    EXIF orientation is applied to the pixels. Palette images become RGB or RGBA; CMYK is
+    converted to sRGB through its ICC profile when it has one, and the CMYK profile is dropped.
+    16-bit PNG/TIFF keep 16 bits. 32-bit integer (I) images whose values lie in 0..65535 are
+    read as 16-bit data, which is what they hold in practice; other I and F images have no
+    standard white level and are stretched from their minimum to their maximum (F images already
+    in [0, 1] are kept as they are).
+
+    `max_pixels` (default: Pillow's MAX_IMAGE_PIXELS) bounds width x height; a larger image is
+    refused before it is decoded. Every problem with the file raises InputError.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an image file")
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    if limit is not None and limit < 1:
+        raise InputError(f"--max-pixels must be a positive number, got {limit}")
+
+    try:
+        with _pixel_limit(limit), Image.open(path) as image:
+            _check_min_size(path, image.size)
+            # Decode now: a truncated file fails here with its real reason, not later inside
+            # the EXIF read, which shrugs off errors.
+            image.load()
+            source_format = image.format
+            orientation, exif = _orientation_and_exif(image)
+            full_depth = _full_depth_decoder(image, path)
+            if full_depth is None:
+                pixels, icc_profile = _pillow_pixels(image)
+            else:
+                pixels, icc_profile = full_depth(path), image.info.get("icc_profile") or None
+    except _BOMB_ERRORS as e:
+        raise InputError(
+            f"{path}: image is larger than the limit of {limit:,} pixels; "
+            "if you trust this file, raise the limit with --max-pixels"
+        ) from e
+    except UnidentifiedImageError as e:
+        raise InputError(f"{path}: not an image file, or in a format qusr cannot read") from e
+    except PermissionError as e:
+        raise InputError(f"{path}: permission denied") from e
+    except _DECODE_ERRORS as e:
+        raise InputError(f"{path}: cannot decode the image ({e}); is the file complete?") from e
+
+    values, bit_depth = _to_unit_float(pixels, path)
+    values = _UPRIGHT.get(orientation, lambda a: a)(values)
+    grayscale = values.shape[2] in (1, 2)
+    colour_channels = 1 if grayscale else 3
+    planes = torch.from_numpy(np.ascontiguousarray(values)).permute(2, 0, 1).unsqueeze(0)
+    rgb = planes[:, :colour_channels]
+    if grayscale:
+        rgb = rgb.repeat(1, 3, 1, 1)
+    alpha = planes[:, colour_channels:] if values.shape[2] > colour_channels else None
+    return LoadedImage(
+        rgb=rgb.contiguous(),
+        alpha=None if alpha is None else alpha.contiguous(),
+        grayscale=grayscale,
+        bit_depth=bit_depth,
+        icc_profile=icc_profile,
+        exif=exif,
+        source_format=source_format,
+        path=path,
+    )
+
+
+def write_image(
+    path,
+    rgb: torch.Tensor,
+    *,
+    like: LoadedImage,
+    alpha: torch.Tensor | None = None,
+    jpeg_quality: int = 95,
+) -> None:
+    """Write `rgb` (1, 3, H, W) in [0, 1] to `path`, in the format its extension names.
+
+    From `like` it takes: grayscale (written as BT.601 luma, single channel where the format has
+    a gray mode; WebP has none and gets gray RGB), bit depth (16 bits for PNG and TIFF when the
+    source had 16, else 8), ICC profile (PNG, JPEG, WebP, TIFF; dropped if its colour space no
+    longer matches the written channels) and EXIF (PNG, JPEG, WebP, TIFF; not 16-bit TIFF
+    with more than one channel). `alpha` (1, 1, H, W) is stored in PNG, WebP and TIFF; JPEG
+    and BMP have no alpha, so the image is composited onto white, as image viewers show it.
+    `jpeg_quality` (1-100) is also the WebP quality. TIFF is written uncompressed: Pillow's
+    compressed TIFF writer fails on EXIF that has a sub-IFD, which camera EXIF always has.
+    The write is atomic.
+    """
+    path = Path(path)
+    fmt = _output_format(path)
+    if not 1 <= jpeg_quality <= 100:
+        raise InputError(f"JPEG quality must be between 1 and 100, got {jpeg_quality}")
+    colour = _tensor_to_hwc(rgb, 3, "rgb")
+    opacity = None if alpha is None else _tensor_to_hwc(alpha, 1, "alpha")
+    if opacity is not None and opacity.shape[:2] != colour.shape[:2]:
+        raise ValueError(f"alpha is {opacity.shape[:2]} but rgb is {colour.shape[:2]}")
+
+    if opacity is not None and fmt not in _ALPHA_FORMATS:
+        colour = colour * opacity + (1.0 - opacity)
+        opacity = None
+    if like.grayscale:
+        colour = (colour @ _LUMA_WEIGHTS)[:, :, None]
+        if fmt == "WEBP":
+            colour = np.repeat(colour, 3, axis=2)
+    channels = colour if opacity is None else np.concatenate([colour, opacity], axis=2)
+    bit_depth = 16 if like.bit_depth == 16 and fmt in _SIXTEEN_BIT_FORMATS else 8
+    pixels = _quantise(channels, bit_depth)
+
+    colour_space = b"GRAY" if colour.shape[2] == 1 else b"RGB "
+    icc = like.icc_profile if fmt in _METADATA_FORMATS else None
+    if icc is not None and _icc_colour_space(icc) != colour_space:
+        icc = None
+    exif = like.exif if fmt in _METADATA_FORMATS else None
+
+    if bit_depth == 16 and pixels.shape[2] > 1:
+        if fmt == "PNG":
+            encoded = _encode_png16(pixels, icc, exif)
+            atomic_write(path, lambda f: f.write(encoded))
+        else:
+            atomic_write(path, lambda f: _write_tiff16(f, pixels, icc))
+        return
+    image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
+    options = _pillow_save_options(fmt, icc, exif, jpeg_quality)
+    atomic_write(path, lambda f: image.save(f, format=fmt, **options))
+
+
+def default_output_path(input_path, suffix: str = "_qusr", ext: str | None = None) -> Path:
+    """`photo.jpg` -> `photo_qusr.jpg`, next to the input.
+
+    The input's extension is kept unless `ext` (with or without the dot) is given; an input
+    extension qusr cannot write (e.g. .gif, or none) becomes .png, which is lossless and keeps
+    alpha and 16 bits.
+    """
+    input_path = Path(input_path)
+    if ext is None:
+        ext = input_path.suffix if input_path.suffix.lower() in OUTPUT_FORMATS else ".png"
+    elif not ext.startswith("."):
+        ext = "." + ext
+    return input_path.with_name(input_path.stem + suffix + ext)
+
+
+def check_output_path(input_path, output_path) -> None:
+    """Refuse, before any compute, an output path that cannot or must not be written.
+
+    Checks the extension names a writable format, the output is not the input itself (through
+    symlinks, hard links or another spelling of the path), is not a folder, and its folder
+    exists and accepts a new file (tried for real, so ACLs and read-only mounts count too).
+    """
+    input_path, output_path = Path(input_path), Path(output_path)
+    _output_format(output_path)
+    if output_path.is_dir():
+        raise InputError(f"{output_path}: output is a folder; give a file name")
+    if output_path.exists() and input_path.exists() and os.path.samefile(input_path, output_path):
+        raise InputError(f"{output_path}: output is the input file itself; choose another name")
+    folder = output_path.parent
+    if not folder.is_dir():
+        raise InputError(f"{output_path}: output folder {folder} does not exist")
+    try:
+        probe_fd, probe = tempfile.mkstemp(prefix=".qusr-probe-", dir=folder)
+    except OSError as e:
+        raise InputError(f"{output_path}: cannot write to folder {folder} ({e.strerror})") from e
+    os.close(probe_fd)
+    os.unlink(probe)
+
+
+def atomic_write(path, write_fn: Callable[[BinaryIO], None]) -> None:
+    """Create `path` from what `write_fn` writes to the binary file it is given.
+
+    The bytes go to a temporary file in the same folder, are fsynced, then renamed over `path`
+    in one step. On any error the temporary file is removed and a file already at `path` keeps
+    its old content; OSErrors (disk full, permission) become InputError.
+    """
+    path = Path(path)
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        # "x" creates exclusively, with the user's umask deciding the permissions the output
+        # ends up with (mkstemp would force 0o600).
+        f = open(temp, "xb")
+    except OSError as e:
+        raise InputError(f"{path}: cannot write ({e.strerror})") from e
+    try:
+        with f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except OSError as e:
+        _remove_quietly(temp)
+        raise InputError(f"{path}: cannot write ({e.strerror or e})") from e
+    except BaseException:
+        _remove_quietly(temp)
+        raise
+    _fsync_folder(path.parent)
+
+
+def _output_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        known = ", ".join(OUTPUT_FORMATS)
+        shown = f"extension '{path.suffix}'" if suffix else "no extension"
+        raise InputError(f"{path}: cannot write a file with {shown}; use one of {known}")
+    return OUTPUT_FORMATS[suffix]
+
+
+@contextmanager
+def _pixel_limit(limit: int | None):
+    # Pillow reads its decompression-bomb threshold from this module global only; setting it for
+    # the duration of one read moves the guard to --max-pixels without ever turning it off.
+    # Pillow merely warns between 1x and 2x the limit, so that warning is made an error too.
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = limit
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def _check_min_size(path: Path, size: tuple[int, int]) -> None:
+    width, height = size
+    if width < MIN_SIDE or height < MIN_SIDE:
+        raise InputError(
+            f"{path}: image is {width}x{height} pixels; qusr needs at least {MIN_SIDE}x{MIN_SIDE}"
+        )
+
+
+def _orientation_and_exif(image: Image.Image) -> tuple[int, bytes | None]:
+    """The EXIF orientation, and the EXIF to carry over with orientation reset to 1.
+
+    Unreadable EXIF is dropped rather than failing the read: viewers show such photos fine.
+    """
+    try:
+        exif = image.getexif()
+        orientation = exif.get(_ORIENTATION_TAG, 1)
+        if image.format == "TIFF":
+            for tag in _TIFF_LAYOUT_TAGS:
+                exif.pop(tag, None)
+        if _ORIENTATION_TAG in exif:
+            exif[_ORIENTATION_TAG] = 1
+        exif_bytes = exif.tobytes() if len(exif) else None
+    except _EXIF_ERRORS:
+        return 1, None
+    return (orientation if orientation in _UPRIGHT else 1), exif_bytes
+
+
+def _full_depth_decoder(image: Image.Image, path: Path) -> Callable[[Path], np.ndarray] | None:
+    """The decoder for a 16-bit file Pillow would reduce to 8 bits, or None if Pillow keeps it."""
+    if image.format == "PNG":
+        with open(path, "rb") as f:
+            header = f.read(26)
+        # The PNG signature (8 bytes) and IHDR's length and type (8) precede width and height
+        # (8), then bit depth and colour type; 2, 4, 6 are RGB, gray+alpha and RGBA.
+        if len(header) == 26 and header[24] == 16 and header[25] in (2, 4, 6):
+            return _decode_png16
+    elif image.format == "TIFF":
+        bits = image.tag_v2.get(_BITS_PER_SAMPLE_TAG, 1)
+        bits = bits if isinstance(bits, tuple) else (bits,)
+        if 16 in bits and not image.mode.startswith("I;16"):
+            return _decode_tiff16
+    return None
+
+
+def _decode_png16(path: Path) -> np.ndarray:
+    return imagecodecs.png_decode(path.read_bytes())
+
+
+def _decode_tiff16(path: Path) -> np.ndarray:
+    with tifffile.TiffFile(path) as tiff:
+        page = tiff.pages[0]
+        pixels = page.asarray()
+        axes, photometric, extras = page.axes, page.photometric, page.extrasamples
+    pixels = np.moveaxis(pixels, axes.index("S"), -1) if "S" in axes else pixels[:, :, None]
+    if photometric == tifffile.PHOTOMETRIC.RGB:
+        colour_channels = 3
+    elif photometric == tifffile.PHOTOMETRIC.MINISBLACK:
+        colour_channels = 1
+    else:
+        raise InputError(
+            f"{path}: 16-bit TIFF in {photometric.name} colour is not supported; "
+            "convert it to RGB or grayscale first"
+        )
+    alpha_kinds = (tifffile.EXTRASAMPLE.ASSOCALPHA, tifffile.EXTRASAMPLE.UNASSALPHA)
+    has_alpha = bool(extras) and extras[0] in alpha_kinds
+    pixels = pixels[:, :, : colour_channels + int(has_alpha)]
+    if has_alpha and extras[0] == tifffile.EXTRASAMPLE.ASSOCALPHA:
+        alpha = pixels[:, :, -1:].astype(np.float64)
+        colour = pixels[:, :, :-1] * 65535.0 / np.maximum(alpha, 1.0)
+        pixels = np.concatenate([np.clip(np.rint(colour), 0, 65535), alpha], axis=2)
+        pixels = pixels.astype(np.uint16)
+    return pixels
+
+
+def _pillow_pixels(image: Image.Image) -> tuple[np.ndarray, bytes | None]:
+    """Pixels as (H, W, C) in Pillow's sample type, C one of 1, 2, 3, 4; and the ICC to keep."""
+    icc_profile = image.info.get("icc_profile") or None
+    if image.mode == "CMYK":
+        image, icc_profile = _cmyk_to_srgb(image, icc_profile), None
+    elif image.mode in ("1", "L", "LA", "La"):
+        image = image.convert("LA" if image.has_transparency_data else "L")
+    elif image.mode not in _PILLOW_HIGH_DEPTH_MODES:
+        image = image.convert("RGBA" if image.has_transparency_data else "RGB")
+    pixels = np.asarray(image)
+    return (pixels if pixels.ndim == 3 else pixels[:, :, None]), icc_profile
+
+
+def _cmyk_to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
+    if icc_profile and ImageCms is not None:
+        try:
+            return ImageCms.profileToProfile(
+                image,
+                ImageCms.ImageCmsProfile(io.BytesIO(icc_profile)),
+                ImageCms.createProfile("sRGB"),
+                outputMode="RGB",
+            )
+        except (OSError, ImageCms.PyCMSError):
+            pass  # an unreadable or non-CMYK profile: viewers use the plain formula, so do we
+    return image.convert("RGB")
+
+
+def _to_unit_float(pixels: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
+    """Samples scaled to float32 [0, 1], and the bit depth to write back."""
+    kind, size = pixels.dtype.kind, pixels.dtype.itemsize
+    if kind == "u" and size == 1:
+        return pixels.astype(np.float32) / 255.0, 8
+    if kind == "u" and size == 2:
+        return pixels.astype(np.float32) / 65535.0, 16
+    if kind == "i" and size == 4:
+        if pixels.min() >= 0 and pixels.max() <= 65535:
+            return pixels.astype(np.float32) / 65535.0, 16
+        return _stretch(pixels), 16
+    if kind == "f" and size == 4:
+        if not np.isfinite(pixels).all():
+            raise InputError(f"{path}: image contains NaN or infinite values")
+        if pixels.min() >= 0.0 and pixels.max() <= 1.0:
+            return pixels.astype(np.float32), 16
+        return _stretch(pixels), 16
+    raise InputError(f"{path}: {pixels.dtype.name} samples are not supported")
+
+
+def _stretch(pixels: np.ndarray) -> np.ndarray:
+    low, high = float(pixels.min()), float(pixels.max())
+    if high == low:
+        return np.zeros(pixels.shape, dtype=np.float32)
+    return ((pixels.astype(np.float64) - low) / (high - low)).astype(np.float32)
+
+
+def _tensor_to_hwc(tensor: torch.Tensor, channels: int, name: str) -> np.ndarray:
+    if tensor.ndim != 4 or tensor.shape[0] != 1 or tensor.shape[1] != channels:
+        raise ValueError(f"{name} must have shape (1, {channels}, H, W), got {tuple(tensor.shape)}")
+    return tensor[0].detach().to("cpu", torch.float32).clamp(0.0, 1.0).permute(1, 2, 0).numpy()
+
+
+def _quantise(values: np.ndarray, bit_depth: int) -> np.ndarray:
+    white, dtype = (65535.0, np.uint16) if bit_depth == 16 else (255.0, np.uint8)
+    # C order: the tensor's (H, W, C) view is strided, and imagecodecs takes contiguous data only.
+    return np.ascontiguousarray(np.rint(np.clip(values, 0.0, 1.0) * white).astype(dtype))
+
+
+def _icc_colour_space(icc_profile: bytes) -> bytes | None:
+    # Bytes 16-19 of the 128-byte ICC header name the profile's data colour space.
+    return icc_profile[16:20] if len(icc_profile) >= 128 else None
+
+
+def _pillow_save_options(fmt: str, icc: bytes | None, exif: bytes | None, quality: int) -> dict:
+    options = {}
+    if icc:
+        options["icc_profile"] = icc
+    if exif:
+        options["exif"] = exif
+    if fmt == "JPEG":
+        # 4:4:4: chroma subsampling would throw away colour detail the model just produced.
+        options.update(quality=quality, subsampling=0)
+    elif fmt == "WEBP":
+        options["quality"] = quality
+    return options
+
+
+def _encode_png16(pixels: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
+    encoded = imagecodecs.png_encode(pixels)
+    extra = b""
+    if icc:
+        extra += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc))
+    if exif:
+        extra += _png_chunk(b"eXIf", exif.removeprefix(b"Exif\x00\x00"))
+    # Signature (8 bytes) + IHDR chunk (25): iCCP must come before the image data, right after
+    # IHDR is always valid. imagecodecs writes no sRGB/gAMA chunk that iCCP would contradict.
+    return encoded[:33] + extra + encoded[33:]
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _write_tiff16(f: BinaryIO, pixels: np.ndarray, icc: bytes | None) -> None:
+    has_alpha = pixels.shape[2] in (2, 4)
+    tifffile.imwrite(
+        f,
+        pixels,
+        photometric="rgb" if pixels.shape[2] >= 3 else "minisblack",
+        extrasamples=("unassalpha",) if has_alpha else None,
+        iccprofile=icc,
+    )
+
+
+def _remove_quietly(path: Path) -> None:
+    with suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _fsync_folder(folder: Path) -> None:
+    # Makes the rename itself survive a crash. Not every system can open or fsync a folder
+    # (Windows, some network file systems); the file's own data is already on disk then.
+    with suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
