@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from qusr_cli.imageio import check_output_path, read_image, write_image
+from qusr_cli.imageio import LoadedImage, check_output_path, read_image, write_image
 from qusr_cli.upscaler import UpscaleOptions, UpscaleResult, Upscaler, resize_output
 
 
@@ -27,13 +27,23 @@ def resize_alpha(alpha: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(alpha, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
 
 
-def upscale_file(upscaler: Upscaler, source: Path, output: Path, options: UpscaleOptions, *,
-                 scale: float = 4.0, max_pixels: int | None = None, progress=None) -> FileResult:
-    check_output_path(source, output)
-    image = read_image(source, max_pixels=max_pixels)
+def upscale_image(upscaler: Upscaler, image: LoadedImage, output: Path, options: UpscaleOptions, *,
+                  scale: float = 4.0, progress=None) -> FileResult:
     height, width = image.rgb.shape[-2:]
     result = upscaler.upscale(image.rgb, options, progress=progress)
     rgb = resize_output(result.image, (height, width), scale)
     alpha = None if image.alpha is None else resize_alpha(image.alpha, tuple(rgb.shape[-2:]))
     write_image(output, rgb, like=image, alpha=alpha)
-    return FileResult(source, output, (width, height), (rgb.shape[-1], rgb.shape[-2]), image.rgb, result)
+    return FileResult(image.path, output, (width, height), (rgb.shape[-1], rgb.shape[-2]), image.rgb, result)
+
+
+def read_checked(source: Path, output: Path, max_pixels: int | None = None) -> LoadedImage:
+    """Fail on the output path before decoding, and on the input before any model work."""
+    check_output_path(source, output)
+    return read_image(source, max_pixels=max_pixels)
+
+
+def upscale_file(upscaler: Upscaler, source: Path, output: Path, options: UpscaleOptions, *,
+                 scale: float = 4.0, max_pixels: int | None = None, progress=None) -> FileResult:
+    image = read_checked(source, output, max_pixels)
+    return upscale_image(upscaler, image, output, options, scale=scale, progress=progress)

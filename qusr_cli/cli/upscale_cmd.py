@@ -14,7 +14,7 @@ from rich.table import Table
 from qusr_cli.cli import options as opt
 from qusr_cli.cli.common import one_line_errors, stderr
 from qusr_cli.errors import InputError, QusrError
-from qusr_cli.files import upscale_file
+from qusr_cli.files import read_checked, upscale_file, upscale_image
 from qusr_cli.heatmaps import save_explanation
 from qusr_cli.imageio import default_output_path
 from qusr_cli.loading import load_upscaler
@@ -43,13 +43,14 @@ def upscale(
     with one_line_errors():
         output = output or default_output_path(source)
         options = opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode)
+        image = read_checked(source, output, max_pixels)
         upscaler = _load(model, weights, device, dtype, threads, critic, download)
         started = time.perf_counter()
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=stderr, transient=True, disable=as_json) as bar:
             task = bar.add_task(f"upscaling {source.name}", total=None)
-            done = upscale_file(upscaler, source, output, options, scale=scale, max_pixels=max_pixels,
-                                progress=lambda n, total: bar.update(task, completed=n, total=total))
+            done = upscale_image(upscaler, image, output, options, scale=scale,
+                                 progress=lambda n, total: bar.update(task, completed=n, total=total))
         seconds = time.perf_counter() - started
         if heatmaps is not None:
             explanation = upscaler.explain(done.lr, options, prior=done.result.prior)
