@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -15,6 +15,7 @@ from qusr_cli.aux_sr import auxiliary_estimate, bicubic_upsample
 from qusr_cli.bundle import ModelBundle
 from qusr_cli.color_fix import apply_color_fix
 from qusr_cli.devices import free_memory_bytes, is_out_of_memory
+from qusr_cli.errors import QusrError
 from qusr_cli.diffusion.sampler import sample_residual_shift
 from qusr_cli.noise import NoiseField
 from qusr_cli.prior.critic import CriticResult
@@ -30,6 +31,7 @@ MIN_TILE = 32
 # docs/architecture.md); the automatic tile keeps a tile's working set within a quarter of free memory.
 BYTES_PER_LR_PIXEL = 60_000
 CPU_TILE_BUDGET = 1 << 30  # the CPU target is < 2 GB peak at any image size
+NIQE_MIN_SIDE = 96
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class UpscaleOptions:
     color_fix: str = "wavelet"
     prompt: str | None = None
     prompt_mode: str = "extend"
+    candidates: int = 1            # best of N: N seeds (seed, seed+1, …), the NIQE-best one is kept
+    noise_weighting: bool = True   # False: w = 1 everywhere (the ablation without UPSR's weighting)
 
 
 @dataclass
@@ -54,9 +58,11 @@ class Prior:
 
 @dataclass
 class UpscaleResult:
-    image: torch.Tensor          # (1,3,4H,4W) in [0,1] on the CPU
+    image: torch.Tensor          # (1,3,4H,4W) in [0,1] on the CPU: the chosen candidate
     prior: Prior
     tile: int
+    seed: int                    # the chosen candidate's seed
+    candidate_scores: list[float] = field(default_factory=list)  # NIQE per candidate (lower is better)
 
 
 @dataclass
@@ -110,21 +116,28 @@ class Upscaler:
 
     @torch.inference_mode()
     def _upscale_tile(self, lr_tile: torch.Tensor, tile: Tile, options: UpscaleOptions, prior: Prior,
-                      field: NoiseField) -> torch.Tensor:
+                      fields: list[NoiseField]) -> torch.Tensor:
+        """All candidates of one tile as one batch (stages 1–2 computed once); (1, 3·N, h, w) out."""
         padded = pad_to_multiple(lr_tile, self.bundle.denoiser.downsample_factor)
         up, aux, _psi, weight = self._stage_maps(padded)
+        if not options.noise_weighting:
+            weight = torch.ones_like(weight)
         height, width = up.shape[-2:]
+        count = len(fields)
 
         def noise_for(draw: int) -> torch.Tensor:
-            return field.window(draw, tile.top * SCALE, tile.left * SCALE, height, width).to(self.device)
+            windows = [f.window(draw, tile.top * SCALE, tile.left * SCALE, height, width) for f in fields]
+            return torch.cat(windows).to(self.device)
 
         scheduler = self.bundle.settings.scheduler()
         scheduler.set_timesteps(options.steps)
+        batch = [t.expand(count, -1, -1, -1) for t in (up, aux, weight)]
         with self._autocast():
-            sample = sample_residual_shift(self.bundle.denoiser, scheduler, up, aux, weight, noise_for,
+            sample = sample_residual_shift(self.bundle.denoiser, scheduler, *batch, noise_for,
                                            prior.tokens, prior.mask).float()
-        sample = apply_color_fix(options.color_fix, sample, aux)
-        return sample[:, :, :lr_tile.shape[-2] * SCALE, :lr_tile.shape[-1] * SCALE].clamp(0, 1).cpu()
+        sample = apply_color_fix(options.color_fix, sample, batch[1])
+        sample = sample[:, :, :lr_tile.shape[-2] * SCALE, :lr_tile.shape[-1] * SCALE].clamp(0, 1).cpu()
+        return sample.reshape(1, count * 3, *sample.shape[-2:])
 
     # ---- the whole image ------------------------------------------------------------------
     def auto_tile(self) -> int:
@@ -140,15 +153,20 @@ class Upscaler:
         """4x-upscale ``lr`` (1,3,H,W) in [0,1]; halves the tile and retries if the device runs out of memory."""
         if not 1 <= options.steps <= 50:
             raise ValueError(f"steps must be between 1 and 50, not {options.steps}")
+        if options.candidates < 1:
+            raise ValueError(f"candidates must be at least 1, not {options.candidates}")
+        if options.candidates > 1 and min(lr.shape[-2:]) * SCALE < NIQE_MIN_SIDE:
+            raise QusrError(f"--candidates needs an output of at least {NIQE_MIN_SIDE}x{NIQE_MIN_SIDE} pixels "
+                            "to score (NIQE's block size)")
         prior = self.prior(lr, options.prompt, options.prompt_mode)
         tile = options.tile or self.auto_tile()
-        field = NoiseField(options.seed)
+        fields = [NoiseField(options.seed + k) for k in range(options.candidates)]
         while True:
             try:
-                image = run_tiled(lr, lambda t, spec: self._upscale_tile(t, spec, options, prior, field),
-                                  tile, min(options.tile_overlap, tile // 4), SCALE, progress,
-                                  margin=options.tile_margin)
-                return UpscaleResult(image=image, prior=prior, tile=tile)
+                stacked = run_tiled(lr, lambda t, spec: self._upscale_tile(t, spec, options, prior, fields),
+                                    tile, min(options.tile_overlap, tile // 4), SCALE, progress,
+                                    margin=options.tile_margin)
+                return self._choose(stacked.split(3, dim=1), options, prior, tile)
             except (torch.OutOfMemoryError, RuntimeError) as exc:
                 if not is_out_of_memory(exc) or tile <= MIN_TILE:
                     raise
@@ -158,6 +176,19 @@ class Upscaler:
                     self._oom_reported = True
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
+
+    @staticmethod
+    def _choose(candidates: tuple[torch.Tensor, ...], options: UpscaleOptions, prior: Prior,
+                tile: int) -> UpscaleResult:
+        """Best of N by NIQE (no reference needed; lower is more natural)."""
+        if len(candidates) == 1:
+            return UpscaleResult(image=candidates[0], prior=prior, tile=tile, seed=options.seed)
+        from qusr_cli.metrics import niqe_score
+
+        scores = [niqe_score(candidate) for candidate in candidates]
+        best = min(range(len(scores)), key=scores.__getitem__)
+        return UpscaleResult(image=candidates[best], prior=prior, tile=tile, seed=options.seed + best,
+                             candidate_scores=scores)
 
     def explain(self, lr: torch.Tensor, options: UpscaleOptions = UpscaleOptions(),
                 prior: Prior | None = None) -> Explanation:

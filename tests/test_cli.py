@@ -261,3 +261,14 @@ def test_mismatched_checkpoint_role(tmp_path, tiny_folder):
     result = invoke("upscale", str(photo(tmp_path / "in.png")), "-o", str(tmp_path / "out.png"),
                     "--weights", str(toml))
     assert_one_line_error(result, "expected denoiser")
+
+
+def test_candidates_reported_in_json(tmp_path):
+    source = photo(tmp_path / "in.png", size=(32, 32))
+    result = invoke("upscale", str(source), "-o", str(tmp_path / "out.png"), "--steps", "1",
+                    "--candidates", "2", "--seed", "5", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    scores = summary["candidate_scores"]["niqe"]
+    assert len(scores) == 2
+    assert summary["chosen_seed"] == 5 + scores.index(min(scores))

@@ -92,3 +92,31 @@ def test_resize_output_for_other_scales():
     image = torch.rand(1, 3, 40, 40)
     assert resize_output(image, (10, 10), 4.0) is image
     assert resize_output(image, (10, 10), 2.5).shape == (1, 3, 25, 25)
+
+
+def test_best_of_n_keeps_the_lowest_niqe_candidate_and_matches_single_runs(upscaler):
+    from qusr_cli.metrics import niqe_score
+
+    lr = _photo(32, 32, seed=2)
+    best = upscaler.upscale(lr, UpscaleOptions(seed=10, candidates=3, steps=2))
+    singles = [upscaler.upscale(lr, UpscaleOptions(seed=10 + k, steps=2)).image for k in range(3)]
+    assert len(best.candidate_scores) == 3
+    for single, score in zip(singles, best.candidate_scores):
+        assert score == pytest.approx(niqe_score(single), rel=1e-3, abs=1e-3)
+    chosen = min(range(3), key=best.candidate_scores.__getitem__)
+    assert best.seed == 10 + chosen
+    assert torch.allclose(best.image, singles[chosen], atol=1e-4)
+
+
+def test_best_of_n_refuses_outputs_too_small_to_score(upscaler):
+    from qusr_cli.errors import QusrError
+
+    with pytest.raises(QusrError, match="96"):
+        upscaler.upscale(_photo(16, 16), UpscaleOptions(candidates=2))
+
+
+def test_noise_weighting_off_changes_the_sample(upscaler):
+    lr = _photo(24, 24)
+    weighted = upscaler.upscale(lr, UpscaleOptions(seed=1)).image
+    flat = upscaler.upscale(lr, UpscaleOptions(seed=1, noise_weighting=False)).image
+    assert (weighted - flat).abs().max() > 1e-3

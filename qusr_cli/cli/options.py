@@ -28,6 +28,10 @@ class PromptMode(str, Enum):
     replace = "replace"
 
 
+class Selector(str, Enum):
+    niqe = "niqe"
+
+
 class DeviceName(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -56,11 +60,13 @@ Model = Annotated[str | None, typer.Option(help="Model name from weights.toml (d
 Weights = Annotated[Path | None, typer.Option(help="weights.toml or checkpoint folder (or $QUSR_WEIGHTS).")]
 Threads = Annotated[int | None, typer.Option(min=1, help="CPU threads (default: $QUSR_THREADS or all cores).")]
 MaxPixels = Annotated[int | None, typer.Option(min=1, help="Largest input in pixels (default: Pillow's guard).")]
+Candidates = Annotated[int, typer.Option(min=1, max=16, help="Best of N: draw N samples, keep the one --select likes most.")]
+Select = Annotated[Selector, typer.Option(help="No-reference score that picks among --candidates.")]
 Download = Annotated[bool, typer.Option("--download/--no-download",
                                         help="Fetch missing weights from the Hub (local files are always used first).")]
 
 
 def upscale_options(steps: int, seed: int, tile: int | None, color_fix: ColorFix, prompt: str | None,
-                    prompt_mode: PromptMode) -> UpscaleOptions:
+                    prompt_mode: PromptMode, candidates: int = 1) -> UpscaleOptions:
     return UpscaleOptions(steps=steps, seed=seed, tile=tile, color_fix=color_fix.value, prompt=prompt,
-                          prompt_mode=prompt_mode.value)
+                          prompt_mode=prompt_mode.value, candidates=candidates)

@@ -34,6 +34,7 @@ def upscale(
     device: opt.Device = opt.DeviceName.auto, dtype: opt.Dtype = opt.DtypeName.auto, tile: opt.Tile = None,
     color_fix: opt.Color = opt.ColorFix.wavelet, prompt: opt.Prompt = None,
     prompt_mode: opt.PromptModeOpt = opt.PromptMode.extend, critic: opt.Critic = opt.CriticKind.builtin,
+    candidates: opt.Candidates = 1, select: opt.Select = opt.Selector.niqe,
     heatmaps: Annotated[Path | None, typer.Option(help="Also write the uncertainty/noise-weight maps here.")] = None,
     model: opt.Model = None, weights: opt.Weights = None, threads: opt.Threads = None,
     max_pixels: opt.MaxPixels = None, download: opt.Download = True,
@@ -42,7 +43,7 @@ def upscale(
     """Upscale one photo 4x (or --scale)."""
     with one_line_errors():
         output = output or default_output_path(source)
-        options = opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode)
+        options = opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode, candidates)
         image = read_checked(source, output, max_pixels)
         upscaler = _load(model, weights, device, dtype, threads, critic, download)
         started = time.perf_counter()
@@ -58,10 +59,14 @@ def upscale(
                              upscaler.bundle.settings.psi_max)
         summary = {"input": str(source), "output": str(output), "input_size": done.input_size,
                    "output_size": done.output_size, "seconds": round(seconds, 3), "steps": steps, "seed": seed,
-                   "tile": done.result.tile, "prior": done.result.prior.text}
+                   "tile": done.result.tile, "prior": done.result.prior.text, "chosen_seed": done.result.seed,
+                   "candidate_scores": {select.value: done.result.candidate_scores} if candidates > 1 else None}
         if as_json:
             typer.echo(json.dumps(summary))
         else:
+            if candidates > 1:
+                scores = ", ".join(f"{s:.2f}" for s in done.result.candidate_scores)
+                stderr.print(f"{select.value} of the {candidates} candidates: {scores}; kept seed {done.result.seed}")
             stderr.print(f"wrote {output} ({done.output_size[0]}x{done.output_size[1]}) in {seconds:.1f} s")
 
 
@@ -88,6 +93,7 @@ def batch(
     prompt_mode: opt.PromptModeOpt = opt.PromptMode.extend, critic: opt.Critic = opt.CriticKind.builtin,
     model: opt.Model = None, weights: opt.Weights = None, threads: opt.Threads = None,
     max_pixels: opt.MaxPixels = None, download: opt.Download = True,
+    candidates: opt.Candidates = 1, select: opt.Select = opt.Selector.niqe,
 ) -> None:
     """Upscale every image in a folder; one bad file does not stop the rest (exit 1 if any failed)."""
     with one_line_errors():
@@ -97,7 +103,7 @@ def batch(
         sources = find_images(folder, recursive, output_dir.resolve())
         if not sources:
             raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        options = opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode)
+        options = opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode, candidates)
         upscaler = _load(model, weights, device, dtype, threads, critic, download)
         rows = []
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
