@@ -30,7 +30,7 @@ def load_model_files(model: str | None = None, weights: str | Path | None = None
 def build_critic(kind: str, spec: ModelSpec, bundle: ModelBundle, device, *, allow_download: bool):
     """builtin = the model's learned critic when it ships one, else image statistics."""
     if kind == "builtin" and bundle.critic_path is not None and "learned" in CRITIC_FACTORIES:
-        return make_critic("learned", checkpoint=bundle.critic_path, device=device)
+        return make_critic("learned", weights=bundle.critic_path, device=device)
     if kind == "mllm":
         if spec.mllm is None:
             raise QusrError(f"model {spec.name} names no MLLM for --critic mllm (see `qusr weights list`)")
