@@ -29,7 +29,8 @@ class DiffusionSettings:
 
     @classmethod
     def from_info(cls, info: dict) -> "DiffusionSettings":
-        stored = info.get("diffusion", {})
+        """Training writes the schedule under "scheduler"; "diffusion" may add or override any field."""
+        stored = {**info.get("scheduler", {}), **info.get("diffusion", {})}
         return cls(**{k: stored[k] for k in cls.__dataclass_fields__ if k in stored})
 
     def scheduler(self) -> ResShiftScheduler:

@@ -120,3 +120,13 @@ def test_noise_weighting_off_changes_the_sample(upscaler):
     weighted = upscaler.upscale(lr, UpscaleOptions(seed=1)).image
     flat = upscaler.upscale(lr, UpscaleOptions(seed=1, noise_weighting=False)).image
     assert (weighted - flat).abs().max() > 1e-3
+
+
+def test_settings_come_from_the_denoiser_header():
+    from qusr_cli.bundle import DiffusionSettings
+
+    settings = DiffusionSettings.from_info({"scheduler": {"kappa": 2.0, "power": 0.3},
+                                            "diffusion": {"floor": 0.5, "psi_max": 0.1}})
+    assert (settings.kappa, settings.power, settings.floor, settings.psi_max) == (2.0, 0.3, 0.5, 0.1)
+    assert settings.scheduler().kappa == 2.0
+    assert DiffusionSettings.from_info({}) == DiffusionSettings()
