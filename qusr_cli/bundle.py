@@ -19,22 +19,20 @@ from qusr_cli.weights.checkpoint import checkpoint_info, load_checkpoint
 
 @dataclass
 class DiffusionSettings:
-    kappa: float = 2.5
-    etas_end: float = 0.99
-    min_noise_level: float = 0.2
-    power: float = 0.2
+    schedule: dict = field(default_factory=dict)  # ResShiftScheduler fields; missing ones keep defaults
     floor: float = DEFAULT_FLOOR
     psi_max: float = DEFAULT_PSI_MAX
     text_encoder: str = "minilm"
 
     @classmethod
     def from_info(cls, info: dict) -> "DiffusionSettings":
-        """Training writes the schedule under "scheduler"; "diffusion" may add or override any field."""
-        stored = {**info.get("scheduler", {}), **info.get("diffusion", {})}
-        return cls(**{k: stored[k] for k in cls.__dataclass_fields__ if k in stored})
+        """Training writes the schedule under "scheduler"; "diffusion" may add b, ψmax and the encoder."""
+        extra = info.get("diffusion", {})
+        return cls(schedule=dict(info.get("scheduler", {})),
+                   **{k: extra[k] for k in ("floor", "psi_max", "text_encoder") if k in extra})
 
     def scheduler(self) -> ResShiftScheduler:
-        return ResShiftScheduler(self.kappa, self.etas_end, self.min_noise_level, self.power)
+        return ResShiftScheduler.from_config(self.schedule)
 
 
 @dataclass

@@ -127,6 +127,7 @@ def test_settings_come_from_the_denoiser_header():
 
     settings = DiffusionSettings.from_info({"scheduler": {"kappa": 2.0, "power": 0.3},
                                             "diffusion": {"floor": 0.5, "psi_max": 0.1}})
-    assert (settings.kappa, settings.power, settings.floor, settings.psi_max) == (2.0, 0.3, 0.5, 0.1)
-    assert settings.scheduler().kappa == 2.0
+    scheduler = settings.scheduler()
+    assert (scheduler.kappa, scheduler.power, scheduler.etas_end) == (2.0, 0.3, 0.99)
+    assert (settings.floor, settings.psi_max) == (0.5, 0.1)
     assert DiffusionSettings.from_info({}) == DiffusionSettings()
