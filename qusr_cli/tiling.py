@@ -23,21 +23,25 @@ class Tile:
     width: int
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets with stride tile − overlap; the last tile ends exactly at ``length``."""
+def axis_tiles(length: int, tile: int, overlap: int) -> tuple[list[int], int]:
+    """Start offsets and the common size of the fewest tiles of at most ``tile`` covering ``length``.
+
+    The tiles are split evenly (size = ⌈(L − o)/n⌉ + o for n tiles), so an image just over one tile
+    is not covered by two nearly full tiles doing the same work twice.
+    """
     if length <= tile:
-        return [0]
-    stride = tile - overlap
-    count = math.ceil((length - tile) / stride) + 1
-    return [min(i * stride, length - tile) for i in range(count)]
+        return [0], length
+    count = math.ceil((length - overlap) / (tile - overlap))
+    size = math.ceil((length - overlap) / count) + overlap
+    return [min(i * (size - overlap), length - size) for i in range(count)], size
 
 
 def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
     if overlap >= tile:
         raise ValueError(f"tile overlap {overlap} must be smaller than the tile size {tile}")
-    return [Tile(top, left, min(tile, height), min(tile, width))
-            for top in tile_starts(height, tile, overlap)
-            for left in tile_starts(width, tile, overlap)]
+    rows, tile_height = axis_tiles(height, tile, overlap)
+    cols, tile_width = axis_tiles(width, tile, overlap)
+    return [Tile(top, left, tile_height, tile_width) for top in rows for left in cols]
 
 
 def ramp(length: int, fade: int, fade_start: bool, fade_end: bool) -> torch.Tensor:
@@ -67,20 +71,36 @@ def pad_to_multiple(image: torch.Tensor, multiple: int) -> torch.Tensor:
 TileFunction = Callable[[torch.Tensor, Tile], torch.Tensor]
 
 
+def context_span(start: int, stop: int, length: int, margin: int, multiple: int) -> tuple[int, int]:
+    """[start − margin, stop + margin] within [0, length], grown inside the image to a multiple of ``multiple``.
+
+    Growing into real pixels (never padding) keeps every tile's input a view of the same image, so
+    a tile reaching the image border sees the border exactly as the whole image does. ``length``
+    must itself be a multiple of ``multiple``.
+    """
+    low, high = max(0, start - margin), min(length, stop + margin)
+    short = -(high - low) % multiple
+    extra_high = min(short, length - high)
+    return low - (short - extra_high), high + extra_high
+
+
 def run_tiled(lr: torch.Tensor, run_tile: TileFunction, tile_size: int, overlap: int, scale: int = 4,
-              on_tile_done: Callable[[int, int], None] | None = None, margin: int = 0) -> torch.Tensor:
+              on_tile_done: Callable[[int, int], None] | None = None, margin: int = 0,
+              multiple: int = 1) -> torch.Tensor:
     """Σ_tiles window·f(tile) / Σ_tiles window over the HR canvas.
 
     Each tile is run with ``margin`` extra LR pixels of context on every side the image continues
-    (cropped off again before blending), so tile borders see what the whole image would show them.
+    (cropped off again before blending), so tile borders see what the whole image would show them;
+    tile inputs are multiples of ``multiple`` pixels (the image's sides must be too).
     """
     _, _, height, width = lr.shape
+    if height % multiple or width % multiple:
+        raise ValueError(f"image sides {height}x{width} must be multiples of {multiple}; pad first")
     tiles = plan_tiles(height, width, tile_size, overlap)
     canvas = weights = None
     for done, tile in enumerate(tiles, start=1):
-        top, left = max(0, tile.top - margin), max(0, tile.left - margin)
-        bottom = min(height, tile.top + tile.height + margin)
-        right = min(width, tile.left + tile.width + margin)
+        top, bottom = context_span(tile.top, tile.top + tile.height, height, margin, multiple)
+        left, right = context_span(tile.left, tile.left + tile.width, width, margin, multiple)
         context = Tile(top, left, bottom - top, right - left)
         out = run_tile(lr[:, :, top:bottom, left:right], context).float().cpu()
         rows = slice((tile.top - top) * scale, (tile.top - top + tile.height) * scale)

@@ -118,8 +118,7 @@ class Upscaler:
     def _upscale_tile(self, lr_tile: torch.Tensor, tile: Tile, options: UpscaleOptions, prior: Prior,
                       fields: list[NoiseField]) -> torch.Tensor:
         """All candidates of one tile as one batch (stages 1–2 computed once); (1, 3·N, h, w) out."""
-        padded = pad_to_multiple(lr_tile, self.bundle.denoiser.downsample_factor)
-        up, aux, _psi, weight = self._stage_maps(padded)
+        up, aux, _psi, weight = self._stage_maps(lr_tile)
         if not options.noise_weighting:
             weight = torch.ones_like(weight)
         height, width = up.shape[-2:]
@@ -135,8 +134,7 @@ class Upscaler:
         with self._autocast():
             sample = sample_residual_shift(self.bundle.denoiser, scheduler, *batch, noise_for,
                                            prior.tokens, prior.mask).float()
-        sample = apply_color_fix(options.color_fix, sample, batch[1])
-        sample = sample[:, :, :lr_tile.shape[-2] * SCALE, :lr_tile.shape[-1] * SCALE].clamp(0, 1).cpu()
+        sample = apply_color_fix(options.color_fix, sample, batch[1]).clamp(0, 1).cpu()
         return sample.reshape(1, count * 3, *sample.shape[-2:])
 
     # ---- the whole image ------------------------------------------------------------------
@@ -161,11 +159,15 @@ class Upscaler:
         prior = self.prior(lr, options.prompt, options.prompt_mode)
         tile = options.tile or self.auto_tile()
         fields = [NoiseField(options.seed + k) for k in range(options.candidates)]
+        multiple = self.bundle.denoiser.downsample_factor
+        padded = pad_to_multiple(lr, multiple)
+        height, width = (side * SCALE for side in lr.shape[-2:])
         while True:
             try:
-                stacked = run_tiled(lr, lambda t, spec: self._upscale_tile(t, spec, options, prior, fields),
+                stacked = run_tiled(padded, lambda t, spec: self._upscale_tile(t, spec, options, prior, fields),
                                     tile, min(options.tile_overlap, tile // 4), SCALE, progress,
-                                    margin=options.tile_margin)
+                                    margin=options.tile_margin, multiple=multiple)
+                stacked = stacked[:, :, :height, :width]
                 return self._choose(stacked.split(3, dim=1), options, prior, tile)
             except (torch.OutOfMemoryError, RuntimeError) as exc:
                 if not is_out_of_memory(exc) or tile <= MIN_TILE:

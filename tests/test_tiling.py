@@ -2,15 +2,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from qusr_cli.tiling import pad_to_multiple, plan_tiles, ramp, run_tiled, tile_starts
+from qusr_cli.tiling import axis_tiles, context_span, pad_to_multiple, plan_tiles, ramp, run_tiled
 
 
-def test_tile_starts_cover_the_length_with_the_overlap():
-    assert tile_starts(100, 40, 8) == [0, 32, 60]
-    assert tile_starts(30, 40, 8) == [0]
-    starts = tile_starts(1000, 128, 16)
-    assert starts[-1] + 128 == 1000
-    assert all(b - a <= 112 for a, b in zip(starts, starts[1:]))
+def test_axis_tiles_are_few_even_and_cover_the_length():
+    assert axis_tiles(100, 40, 8) == ([0, 31, 61], 39)
+    assert axis_tiles(30, 40, 8) == ([0], 30)
+    assert axis_tiles(256, 192, 16) == ([0, 120], 136)  # two even tiles, not 192 + a near-duplicate
+    starts, size = axis_tiles(1000, 128, 16)
+    assert size <= 128 and starts[-1] + size == 1000
+    assert all(0 < b - a <= size - 16 for a, b in zip(starts, starts[1:]))
 
 
 def test_plan_tiles_rejects_overlap_not_below_tile():
@@ -73,3 +74,25 @@ def test_tile_margin_makes_a_convolution_exact():
     with_margin = run_tiled(lr, net, tile_size=24, overlap=8, margin=2)  # the 5x5 kernel's radius
     assert (without_margin - net(lr)).abs().max() > 1e-3
     assert torch.allclose(with_margin, net(lr), atol=1e-5)
+
+
+def test_context_span_grows_inside_the_image_to_a_multiple():
+    assert context_span(10, 30, 64, 4, 1) == (6, 34)
+    assert context_span(10, 31, 64, 4, 4) == (6, 38)       # 29 wide -> 32, grown downward
+    assert context_span(30, 64, 64, 3, 4) == (24, 64)      # at the border: grown upward instead
+    assert context_span(0, 64, 64, 8, 4) == (0, 64)
+
+
+def test_tiles_reaching_the_border_see_it_like_the_whole_image():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+    lr = torch.rand(1, 3, 64, 72)
+
+    def net(x, _tile=None):
+        with torch.no_grad():
+            return F.interpolate(conv(x), scale_factor=4, mode="nearest")
+
+    tiled = run_tiled(lr, net, tile_size=30, overlap=6, margin=2, multiple=4)
+    assert torch.allclose(tiled, net(lr), atol=1e-5)
+    with pytest.raises(ValueError, match="multiples"):
+        run_tiled(lr[:, :, :63], net, tile_size=30, overlap=6, multiple=4)
