@@ -1,0 +1,85 @@
+"""`qusr bench`: quality and speed of qusr against bicubic, Lanczos, Real-ESRGAN, g alone and outside tools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from qusr_cli.cli import options as opt
+from qusr_cli.cli.common import one_line_errors
+from qusr_cli.errors import QusrError
+
+DEFAULT_SETS = ("realset65", "imagenet-val32")
+
+
+def parse_int_list(text: str, option: str, minimum: int = 1) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise QusrError(f"{option}: expected comma-separated whole numbers, got {text!r}") from None
+    if any(v < minimum for v in values):
+        raise QusrError(f"{option}: every value must be at least {minimum}")
+    return values
+
+
+def bench(
+    sets: Annotated[list[str] | None, typer.Option(
+        "--set", help="Evaluation set: a name under ../shared/data/eval/ (from the repository or the working "
+                      "folder) or a folder path; repeat for several. Default: realset65 and imagenet-val32.")] = None,
+    methods: Annotated[str, typer.Option(help="Comma-separated: bicubic, lanczos, realesrgan, aux, qusr.")]
+        = "bicubic,realesrgan,aux,qusr",
+    out: Annotated[Path, typer.Option(help="Work folder: cached outputs, results.json, report.md, plots.")]
+        = Path("runs/bench"),
+    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N images of each set.")] = None,
+    steps_list: Annotated[str, typer.Option(help="qusr step counts to compare.")] = "1,3,5,10",
+    ablations: Annotated[bool, typer.Option(help="Also run qusr with w = 1, with the prior off, and with the "
+                                                 "statistics critic instead of the learned one.")] = False,
+    ablation_steps: Annotated[int, typer.Option(min=1, max=50, help="Steps for the ablations and best-of-N.")] = 5,
+    candidates_list: Annotated[str, typer.Option(help="Best-of-N sizes to compare, e.g. 1,2,4.")] = "",
+    external: Annotated[list[str] | None, typer.Option(
+        help="Outside method NAME=CMD; CMD gets {in} (a folder of LR PNGs) and {out} (where to write 4x "
+             "images of the same names). Split like a shell line, never run by a shell.")] = None,
+    synthetic: Annotated[list[Path] | None, typer.Option(
+        help="Folder of clean photos: adds a set of LR/GT pairs made by the Real-ESRGAN degradations "
+             "at --seed.")] = None,
+    speed_sizes: Annotated[str, typer.Option(help="Square LR sizes for the speed pass ('' to skip it).")]
+        = "64,128,256,512",
+    speed_repeats: Annotated[int, typer.Option(min=1, help="Timed calls per method and size (median kept).")] = 1,
+    realesrgan_weights: Annotated[Path | None, typer.Option(
+        help="Real-ESRGAN x4plus as a qusr RRDBNet checkpoint (default: OUT/realesrgan-x4plus.safetensors).")]
+        = None,
+    realesrgan_outputs: Annotated[Path | None, typer.Option(
+        help="Folder of Real-ESRGAN outputs made before (e.g. runs/realesrgan-realset65), used instead of "
+             "recomputing any that match an input's name and 4x size.")] = None,
+    reuse: Annotated[bool, typer.Option("--reuse/--no-reuse", help="Keep cached outputs, metrics and timings.")]
+        = True,
+    extra_metrics: Annotated[bool, typer.Option(help="MUSIQ/CLIPIQA/MANIQA/LPIPS when pyiqa and its weights "
+                                                     "are installed.")] = True,
+    plots: Annotated[bool, typer.Option(help="Write PNG charts (needs matplotlib: the bench extra).")] = True,
+    seed: opt.Seed = 0,
+    device: opt.Device = opt.DeviceName.auto, dtype: opt.Dtype = opt.DtypeName.auto,
+    threads: opt.Threads = None, model: opt.Model = None, weights: opt.Weights = None,
+) -> None:
+    """Benchmark quality (PSNR/SSIM/NIQE) and speed (time, memory, FLOPs) against baselines."""
+    with one_line_errors():
+        from qusr_cli.bench.methods import EngineConfig, plan_methods
+        from qusr_cli.bench.runner import Bench, BenchConfig
+
+        specs = plan_methods([m.strip() for m in methods.split(",") if m.strip()],
+                             steps_list=parse_int_list(steps_list, "--steps-list"), ablations=ablations,
+                             candidates_list=parse_int_list(candidates_list, "--candidates-list"),
+                             ablation_steps=ablation_steps, externals=external or [])
+        engine = EngineConfig(model=model, weights=str(weights) if weights else None, device=device.value,
+                              dtype=dtype.value, threads=threads, seed=seed,
+                              realesrgan_weights=str(realesrgan_weights) if realesrgan_weights else None)
+        config = BenchConfig(sets=list(sets or DEFAULT_SETS), methods=specs, out=out, engine=engine, limit=limit,
+                             synthetic=list(synthetic or []),
+                             speed_sizes=parse_int_list(speed_sizes, "--speed-sizes", minimum=8),
+                             speed_repeats=speed_repeats, reuse=reuse, realesrgan_outputs=realesrgan_outputs,
+                             extra_metrics=extra_metrics, plots=plots, ablation_steps=ablation_steps)
+        results = Bench(config, log=lambda text: typer.echo(f"qusr bench: {text}", err=True)).run()
+        typer.echo((out / "report.md").read_text())
+        typer.echo(f"qusr bench: wrote {out / 'report.md'}, {out / 'results.json'}"
+                   + "".join(f", {p}" for p in results["plots"]), err=True)
