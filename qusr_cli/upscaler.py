@@ -27,9 +27,13 @@ log = logging.getLogger("qusr")
 
 SCALE = 4
 MIN_TILE = 32
-# Working set of one denoiser pass per LR pixel, measured on the default model in fp32 (see
-# docs/architecture.md); the automatic tile keeps a tile's working set within a quarter of free memory.
-BYTES_PER_LR_PIXEL = 60_000
+# Peak memory of one denoiser pass per LR pixel on the default model in fp32, measured on the CPU
+# (VmHWM growth: 4.1 KB at 128², 2.9 KB at 256², 2.2 KB at 512²; SDPA attention does not grow
+# quadratically there), plus ~1 KB of sampler state (x_t, noise, up, g, w at HR size).
+BYTES_PER_LR_PIXEL = 6_000
+# The denoiser trains on 64² LR crops; much longer attention sequences than that move it away from
+# what it learned, so automatic tiles stay at most this big even when memory would allow more.
+MAX_AUTO_TILE = 256
 CPU_TILE_BUDGET = 1 << 30  # the CPU target is < 2 GB peak at any image size
 NIQE_MIN_SIDE = 96
 
@@ -138,13 +142,13 @@ class Upscaler:
         return sample.reshape(1, count * 3, *sample.shape[-2:])
 
     # ---- the whole image ------------------------------------------------------------------
-    def auto_tile(self) -> int:
-        """Largest LR tile whose working set fits a quarter of free memory (≤ 1 GB on the CPU)."""
+    def auto_tile(self, candidates: int = 1) -> int:
+        """Largest LR tile whose working set (all candidates) fits a quarter of free memory, ≤ 1 GB on the CPU."""
         budget = free_memory_bytes(self.device) // 4
         if self.device.type == "cpu":
             budget = min(budget, CPU_TILE_BUDGET)
-        side = int(math.sqrt(budget / BYTES_PER_LR_PIXEL))
-        return max(MIN_TILE, min(1024, side // 16 * 16))
+        side = int(math.sqrt(budget / (BYTES_PER_LR_PIXEL * candidates)))
+        return max(MIN_TILE, min(MAX_AUTO_TILE, side // 16 * 16))
 
     def upscale(self, lr: torch.Tensor, options: UpscaleOptions = UpscaleOptions(),
                 progress: Callable[[int, int], None] | None = None) -> UpscaleResult:
@@ -157,7 +161,7 @@ class Upscaler:
             raise QusrError(f"--candidates needs an output of at least {NIQE_MIN_SIDE}x{NIQE_MIN_SIDE} pixels "
                             "to score (NIQE's block size)")
         prior = self.prior(lr, options.prompt, options.prompt_mode)
-        tile = options.tile or self.auto_tile()
+        tile = options.tile or self.auto_tile(options.candidates)
         fields = [NoiseField(options.seed + k) for k in range(options.candidates)]
         multiple = self.bundle.denoiser.downsample_factor
         padded = pad_to_multiple(lr, multiple)

@@ -190,7 +190,7 @@ class QusrMethod:
         if self._meta is None:
             self._meta = (meta_twin(self.upscaler.bundle.aux), meta_twin(self.upscaler.bundle.denoiser))
         aux, denoiser = self._meta
-        tile = self.upscaler.auto_tile()
+        tile = self.upscaler.auto_tile(self.spec.candidates)
         multiple = denoiser.downsample_factor
         overlap = min(self.options.tile_overlap, tile // 4)
         cache: dict[tuple[int, int], int] = {}
