@@ -28,3 +28,4 @@ def build_architecture(name: str, config: dict) -> nn.Module:
         known = ", ".join(sorted(ARCHITECTURES))
         raise KeyError(f"unknown architecture {name!r} (known: {known})") from None
     return cls(**config)
+from qusr_cli.archs import critic_net  # noqa: E402,F401  (registers itself; needs register_architecture above)

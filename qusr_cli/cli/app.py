@@ -7,9 +7,11 @@ from typing import Annotated
 import typer
 
 from qusr_cli import __version__
+from qusr_cli.cli.bench_cmd import bench
 from qusr_cli.cli.common import one_line_errors, setup_logging
 from qusr_cli.cli.explain_cmd import explain
 from qusr_cli.cli.info_cmd import info
+from qusr_cli.cli.train_cmd import train_app
 from qusr_cli.cli.upscale_cmd import batch, upscale
 from qusr_cli.cli.weights_cmd import weights_app
 
@@ -33,7 +35,9 @@ app.command()(upscale)
 app.command()(batch)
 app.command()(explain)
 app.command()(info)
+app.command()(bench)
 app.add_typer(weights_app, name="weights")
+app.add_typer(train_app, name="train")
 
 
 def main() -> None:

@@ -45,6 +45,7 @@ class Critic(Protocol):
 CRITIC_FACTORIES: dict[str, str] = {
     "builtin": "qusr_cli.prior.builtin_critic:BuiltinCritic",
     "mllm": "qusr_cli.prior.mllm_critic:MLLMCritic",
+    "learned": "qusr_cli.prior.learned_critic:LearnedCritic",
 }
 CRITIC_KINDS: tuple[str, ...] = (*CRITIC_FACTORIES, "none")
 

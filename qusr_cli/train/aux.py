@@ -1,0 +1,42 @@
+"""Training the auxiliary fidelity net g (CompactSR): L1 between g(LR) and the HR crop."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+from torch import nn
+
+from qusr_cli.archs.compact import CompactSR
+from qusr_cli.train.validate import PairedSet, evaluate
+
+
+def l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 = mean |ŷ − y|."""
+    return (prediction.float() - target.float()).abs().mean()
+
+
+class AuxTask:
+    role = "aux"
+
+    def __init__(self, num_feat: int = 48, num_conv: int = 10, val_pairs: PairedSet | None = None):
+        self.model = CompactSR(num_feat=num_feat, num_conv=num_conv, scale=4)
+        self.val_pairs = val_pairs
+        self._bicubic: dict[str, float] | None = None
+
+    def loss(self, model: nn.Module, batch: dict, rng: random.Random) -> tuple[torch.Tensor, dict[str, float]]:
+        return l1(model(batch["lr"]), batch["hr"]), {}
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        if self.val_pairs is None:
+            return {}
+        if self._bicubic is None:
+            self._bicubic = evaluate("bicubic", self.val_pairs)
+        device = next(model.parameters()).device
+        pairs = PairedSet(self.val_pairs.lr.to(device), self.val_pairs.gt.to(device), self.val_pairs.names)
+        ours = evaluate("aux", pairs, aux_net=model)
+        return {"aux_psnr_y": ours["psnr_y"], "aux_sharpness": ours["sharpness"],
+                "bicubic_psnr_y": self._bicubic["psnr_y"]}
+
+    def info(self) -> dict:
+        return {"loss": "L1(g(LR), HR)", "params": sum(p.numel() for p in self.model.parameters())}

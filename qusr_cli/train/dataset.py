@@ -1,0 +1,106 @@
+"""Random HR crops with their on-the-fly degraded LR versions.
+
+Sample ``i`` is a pure function of (seed, i): which photo, where the crop lies, the flips and the whole
+degradation. A run that resumes at step s therefore just asks for samples from s·batch on, and the
+DataLoader workers need no random state of their own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+
+from qusr_cli.train.degradations import DegradationConfig, degrade
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"training data folder {folder} does not exist")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    return files
+
+
+def load_rgb(path: str | Path) -> torch.Tensor:
+    """(3, H, W) uint8 tensor."""
+    with Image.open(path) as image:
+        array = np.asarray(image.convert("RGB"))
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+def augment(crop: torch.Tensor, code: int) -> torch.Tensor:
+    """One of the 8 dihedral transforms: bit 0 flips horizontally, bits 1-2 rotate by 90°·k."""
+    if code & 1:
+        crop = crop.flip(-1)
+    return torch.rot90(crop, k=code >> 1, dims=(-2, -1))
+
+
+class DegradedCrops(Dataset):
+    """``dataset[i]`` → {"hr": (3, crop, crop), "lr": (3, crop/s, crop/s), "params": {name: float}}."""
+
+    def __init__(self, folder: str | Path, crop: int = 256, seed: int = 0,
+                 config: DegradationConfig | None = None, images: slice | list[int] = slice(None)):
+        self.config = config or DegradationConfig()
+        if crop % self.config.scale:
+            raise ValueError(f"crop {crop} must be a multiple of the scale {self.config.scale}")
+        files = list_images(folder)
+        files = files[images] if isinstance(images, slice) else [files[i] for i in images]
+        if not files:
+            raise ValueError(f"the image selection {images} of {folder} is empty")
+        self.images = [load_rgb(p) for p in files]
+        small = [p.name for p, im in zip(files, self.images) if min(im.shape[-2:]) < crop]
+        if small:
+            raise ValueError(f"images smaller than the {crop}px crop: {', '.join(small)}")
+        self.crop = crop
+        self.seed = seed
+
+    def __len__(self) -> int:
+        # Samples are generated, not stored; the index only seeds them.
+        return 2 ** 62
+
+    def hr_crop(self, rng: np.random.Generator) -> torch.Tensor:
+        image = self.images[int(rng.integers(len(self.images)))]
+        height, width = image.shape[-2:]
+        top = int(rng.integers(height - self.crop + 1))
+        left = int(rng.integers(width - self.crop + 1))
+        crop = image[:, top:top + self.crop, left:left + self.crop]
+        return augment(crop, int(rng.integers(8))).float() / 255.0
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.seed, index])
+        hr = self.hr_crop(rng)
+        lr, params = degrade(hr, self.config, int(rng.integers(2 ** 62)))
+        return {"hr": hr.contiguous(), "lr": lr.contiguous(), "params": params}
+
+
+class FromIndex(Sampler[int]):
+    """Indices start, start+1, …, end−1: resuming at step s starts at s·batch."""
+
+    def __init__(self, start: int, end: int):
+        self.start, self.end = start, end
+
+    def __iter__(self):
+        return iter(range(self.start, self.end))
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+
+def make_loader(dataset: Dataset, batch: int, start_step: int, steps: int, num_workers: int) -> DataLoader:
+    """Batches for steps start_step … steps−1."""
+    return DataLoader(dataset, batch_size=batch, sampler=FromIndex(start_step * batch, steps * batch),
+                      num_workers=num_workers, persistent_workers=False,
+                      prefetch_factor=4 if num_workers else None)
+
+
+def fixed_batch(dataset: Dataset, indices: range | list[int]) -> dict:
+    """A batch of chosen samples, collated like the loader's (for held-out and overfit sets)."""
+    return default_collate([dataset[i] for i in indices])

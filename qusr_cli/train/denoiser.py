@@ -1,0 +1,145 @@
+"""Training the residual-shift denoiser f_θ(x_τ, τ, up, g(y), prior) to predict the HR image x0.
+
+Per sample: τ is drawn (half the time near one of the 5-step inference grid points), x_τ is the
+forward sample between the HR crop and up(y) with UPSR's uncertainty-weighted noise from the frozen
+aux net g, and the prior is the critique of the sample's quality: written from its true degradation
+parameters, from the learned critic's estimate of them, or absent (the null prior).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable
+
+import torch
+from torch import nn
+
+from qusr_cli.archs.unet import DenoiserUNet
+from qusr_cli.aux_sr import auxiliary_estimate, bicubic_upsample
+from qusr_cli.diffusion.schedule import ResShiftScheduler, forward_sample
+from qusr_cli.prior.learned_critic import report_from_estimates
+from qusr_cli.prior.report import critique_from_report
+from qusr_cli.train.validate import PairedSet, evaluate
+from qusr_cli.uncertainty import noise_weight, uncertainty
+
+INFERENCE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+# text -> (tokens (1, L, D), mask (1, L)), e.g. TextEncoder.encode
+Encoder = Callable[[str], tuple[torch.Tensor, torch.Tensor]]
+
+
+def sample_tau(batch: int, grid_prob: float = 0.5, jitter: float = 0.02,
+               grid: tuple[float, ...] = INFERENCE_GRID) -> torch.Tensor:
+    """τ ~ U(0, 1), or with probability ``grid_prob`` a grid point + N(0, jitter²); clamped to [0, 1]."""
+    uniform = torch.rand(batch)
+    snapped = torch.tensor(grid)[torch.randint(len(grid), (batch,))] + jitter * torch.randn(batch)
+    use_grid = torch.rand(batch) < grid_prob
+    return torch.where(use_grid, snapped, uniform).clamp(0.0, 1.0)
+
+
+def fft_magnitude_l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L_fft = mean | |F(x̂0)| − |F(x0)| | with the orthonormal 2-D real FFT per channel."""
+    spectrum_p = torch.fft.rfft2(prediction.float(), norm="ortho").abs()
+    spectrum_t = torch.fft.rfft2(target.float(), norm="ortho").abs()
+    return (spectrum_p - spectrum_t).abs().mean()
+
+
+def denoiser_loss(prediction: torch.Tensor, target: torch.Tensor, fft_weight: float) -> tuple[torch.Tensor, dict]:
+    """L = mean |x̂0 − x0| + λ·L_fft."""
+    pixel = (prediction.float() - target.float()).abs().mean()
+    spectral = fft_magnitude_l1(prediction, target)
+    return pixel + fft_weight * spectral, {"l1": float(pixel.detach()), "fft": float(spectral.detach())}
+
+
+def pad_prior(encoded: list[tuple[torch.Tensor, torch.Tensor] | None],
+              context_dim: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Stack per-sample (tokens, mask) into (B, L, D) and (B, L), L the longest; padding is masked out.
+
+    A None entry (null prior) becomes a row with every position masked, so only the denoiser's own
+    null token is attended to. All None → (None, None).
+    """
+    if all(item is None for item in encoded):
+        return None, None
+    length = max(item[0].shape[1] for item in encoded if item is not None)
+    tokens = torch.zeros(len(encoded), length, context_dim)
+    mask = torch.zeros(len(encoded), length, dtype=torch.bool)
+    for row, item in enumerate(encoded):
+        if item is not None:
+            tokens[row, :item[0].shape[1]] = item[0][0].float()
+            mask[row, :item[1].shape[1]] = item[1][0].bool()
+    return tokens, mask
+
+
+class DenoiserTask:
+    role = "denoiser"
+
+    def __init__(self, aux_net: nn.Module, encoder: Encoder | None, critic=None, base_width: int = 32,
+                 channel_mult: tuple[int, ...] = (1, 2, 2), num_res_blocks: int = 1, attention_heads: int = 4,
+                 residual_base: str = "aux", fft_weight: float = 0.05, null_prob: float = 0.15,
+                 critic_prob: float = 0.25, grid_prob: float = 0.5, scheduler: ResShiftScheduler | None = None,
+                 val_pairs: PairedSet | None = None, val_steps: int = 5):
+        self.model = DenoiserUNet(base_width=base_width, channel_mult=channel_mult, num_res_blocks=num_res_blocks,
+                                  attention_heads=attention_heads, context_dim=384, residual_base=residual_base)
+        self.aux_net = aux_net.eval().requires_grad_(False)
+        self.encoder = encoder
+        self.critic = critic
+        self.scheduler = scheduler or ResShiftScheduler()
+        self.fft_weight = fft_weight
+        self.null_prob = null_prob if encoder is not None else 1.0
+        self.critic_prob = critic_prob if critic is not None else 0.0
+        self.grid_prob = grid_prob
+        self.val_pairs = val_pairs
+        self.val_steps = val_steps
+        self._baselines: dict[str, float] | None = None
+
+    def captions(self, lr: torch.Tensor, params: dict[str, torch.Tensor], rng: random.Random) -> list[str | None]:
+        """One critique per sample (None for the null prior), from true or critic-estimated parameters."""
+        use_critic = [rng.random() < self.critic_prob for _ in range(len(lr))]
+        estimates = self.critic.estimate(lr) if any(use_critic) else None
+        texts: list[str | None] = []
+        for i in range(len(lr)):
+            if rng.random() < self.null_prob:
+                texts.append(None)
+                continue
+            source = estimates if use_critic[i] else params
+            report = report_from_estimates(lr[i:i + 1].cpu(), float(source["noise_sigma"][i]),
+                                           float(source["blur_sigma"][i]), float(source["jpeg_quality"][i]))
+            texts.append(critique_from_report(report, rng))
+        return texts
+
+    def loss(self, model: nn.Module, batch: dict, rng: random.Random) -> tuple[torch.Tensor, dict[str, float]]:
+        lr, hr = batch["lr"], batch["hr"]
+        with torch.no_grad():
+            up = bicubic_upsample(lr, 4)
+            aux = auxiliary_estimate(self.aux_net, lr)
+            weight = noise_weight(uncertainty(aux, up))
+        tau = sample_tau(len(lr), self.grid_prob).to(lr.device)
+        eta = self.scheduler.eta(tau).float().view(-1, 1, 1, 1).to(lr.device)
+        x_t = forward_sample(hr, up, eta, weight, torch.randn_like(hr), self.scheduler.kappa)
+        texts = self.captions(lr, batch["params"], rng)
+        context, mask = pad_prior([None if t is None else self.encoder(t) for t in texts], 384)
+        if context is not None:
+            context, mask = context.to(lr.device), mask.to(lr.device)
+        prediction = model(x_t, tau, up, aux, context, mask)
+        loss, parts = denoiser_loss(prediction, hr, self.fft_weight)
+        return loss, {**parts, "null_prior": sum(t is None for t in texts) / len(texts)}
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        if self.val_pairs is None:
+            return {}
+        device = next(model.parameters()).device
+        pairs = PairedSet(self.val_pairs.lr.to(device), self.val_pairs.gt.to(device), self.val_pairs.names)
+        if self._baselines is None:
+            bicubic = evaluate("bicubic", pairs)
+            aux = evaluate("aux", pairs, aux_net=self.aux_net)
+            self._baselines = {"bicubic_psnr_y": bicubic["psnr_y"], "aux_psnr_y": aux["psnr_y"],
+                               "aux_sharpness": aux["sharpness"]}
+        ours = evaluate("qusr", pairs, aux_net=self.aux_net, denoiser=model, steps=self.val_steps)
+        return {"qusr_psnr_y": ours["psnr_y"], "qusr_ssim_y": ours["ssim_y"], "qusr_sharpness": ours["sharpness"],
+                **self._baselines}
+
+    def info(self) -> dict:
+        return {"loss": f"L1 + {self.fft_weight}·L1(|FFT|)", "params": sum(p.numel() for p in self.model.parameters()),
+                "scheduler": self.scheduler.config, "null_prob": self.null_prob, "critic_prob": self.critic_prob,
+                "grid_prob": self.grid_prob, "tau_grid": list(INFERENCE_GRID), "val_prior": "null",
+                "val_steps": self.val_steps}

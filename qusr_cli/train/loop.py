@@ -1,0 +1,297 @@
+"""The training loop every model shares: AdamW, warm-up + cosine, EMA, clipping, resume, logs.
+
+A task (aux, critic, denoiser) supplies the model, the loss of a batch and a validation; this module
+does the rest. The run folder holds:
+
+- ``<role>.safetensors``: the EMA weights, a checkpoint ``load_checkpoint`` reads as it is (rewritten
+  at every save, so a killed run still leaves usable weights);
+- ``resume/state.safetensors`` + ``resume/state.json``: model, EMA, optimizer and RNG state, and the
+  scalars (no pickle anywhere, like the rest of the project);
+- ``log.jsonl``: one JSON object per logged step and per validation.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import platform
+import random
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Protocol
+
+import torch
+from rich.console import Console
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from qusr_cli.weights.checkpoint import save_checkpoint
+
+console = Console(stderr=True)
+
+
+@dataclass
+class LoopConfig:
+    steps: int = 2000
+    batch: int = 16
+    lr: float = 2e-4
+    weight_decay: float = 1e-4
+    warmup: int = 100
+    min_lr_ratio: float = 0.05
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    seed: int = 0
+    save_every: int = 200
+    val_every: int = 500
+    log_every: int = 10
+    threads: int = 1
+    device: str = "auto"
+    num_workers: int = 1
+    amp: str = "auto"  # auto: bf16 on CUDA only; bf16: also on CPU; none
+
+
+class Task(Protocol):
+    role: str
+    model: nn.Module
+
+    def loss(self, model: nn.Module, batch: dict, rng: random.Random) -> tuple[torch.Tensor, dict[str, float]]:
+        ...
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        ...
+
+    def info(self) -> dict:
+        ...
+
+
+def learning_rate(step: int, config: LoopConfig) -> float:
+    """lr(t) = lr·t/W for t < W, then lr·[m + (1 − m)·½(1 + cos(π·(t − W)/(T − W)))], m = min_lr_ratio."""
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return config.lr * (config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine)
+
+
+def ema_decay(step: int, decay: float) -> float:
+    """d(t) = min(d, (1 + t)/(10 + t)): early on the EMA follows the fast-changing weights closely."""
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """θ_ema ← d·θ_ema + (1 − d)·θ (buffers are copied)."""
+    for target, source in zip(ema.parameters(), model.parameters()):
+        target.lerp_(source.detach(), 1.0 - decay)
+    for target, source in zip(ema.buffers(), model.buffers()):
+        target.copy_(source)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
+    if amp == "none":
+        return None
+    if amp == "bf16" or (amp == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    if amp == "fp16":
+        return torch.float16
+    return None
+
+
+def git_commit() -> str | None:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def hardware(device: torch.device) -> dict:
+    info = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "device": str(device)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+# --------------------------------------------------------------------------------------------
+# Resume state (safetensors + JSON)
+
+
+def _flat_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
+    state = optimizer.state_dict()
+    tensors = {f"optim.{index}.{name}": value.detach().cpu().contiguous()
+               for index, slots in state["state"].items() for name, value in slots.items()}
+    return tensors, state["param_groups"]
+
+
+def _unflat_optimizer(tensors: dict[str, torch.Tensor], groups: list) -> dict:
+    slots: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        _, index, name = key.split(".", 2)
+        slots.setdefault(int(index), {})[name] = value
+    return {"state": slots, "param_groups": groups}
+
+
+@dataclass
+class RunState:
+    step: int = 0
+    wall_s: float = 0.0
+    validations: list = field(default_factory=list)
+
+
+def save_resume(folder: Path, model: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer,
+                run: RunState, rng: random.Random) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
+    optim_tensors, groups = _flat_optimizer(optimizer)
+    tensors.update(optim_tensors)
+    tensors["rng.torch"] = torch.get_rng_state()
+    scalars = {"run": asdict(run), "param_groups": groups, "python_random": _jsonable(rng.getstate())}
+    # Write both files under temporary names first: a kill mid-save leaves the previous pair intact.
+    save_file(tensors, str(folder / "state.safetensors.tmp"))
+    (folder / "state.json.tmp").write_text(json.dumps(scalars))
+    os.replace(folder / "state.safetensors.tmp", folder / "state.safetensors")
+    os.replace(folder / "state.json.tmp", folder / "state.json")
+
+
+def _jsonable(value):
+    return [_jsonable(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def _tupled(value):
+    return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
+
+
+def load_resume(folder: Path, model: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer,
+                rng: random.Random) -> RunState | None:
+    if not (folder / "state.safetensors").exists() or not (folder / "state.json").exists():
+        return None
+    tensors = load_file(str(folder / "state.safetensors"))
+    scalars = json.loads((folder / "state.json").read_text())
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    optimizer.load_state_dict(_unflat_optimizer({k: v for k, v in tensors.items() if k.startswith("optim.")},
+                                                scalars["param_groups"]))
+    torch.set_rng_state(tensors["rng.torch"])
+    rng.setstate(_tupled(scalars["python_random"]))
+    return RunState(**scalars["run"])
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+
+
+def _to_device(batch, device: torch.device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def _status(step: int, total: int, loss: float, samples_per_s: float, eta_s: float) -> str:
+    return (f"step {step}/{total}  loss {loss:.4f}  {samples_per_s:.1f} samples/s  "
+            f"ETA {int(eta_s // 60)}m{int(eta_s % 60):02d}s")
+
+
+def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConfig, out_dir: str | Path,
+          resume: bool = True, info: dict | None = None) -> Path:
+    """Train ``task.model`` for ``config.steps`` steps; ``batches(start_step)`` yields the remaining batches.
+
+    Returns the path of the EMA checkpoint ``<out_dir>/<role>.safetensors``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    device = resolve_device(config.device)
+    model = task.model.to(device).train()
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    amp_dtype = autocast_dtype(device, config.amp)
+    resume_dir = out_dir / "resume"
+    run = (load_resume(resume_dir, model, ema, optimizer, rng) if resume else None) or RunState()
+    if run.step:
+        console.print(f"[{task.role}] resuming at step {run.step}/{config.steps}")
+    log = (out_dir / "log.jsonl").open("a")
+    final_path = out_dir / f"{task.role}.safetensors"
+
+    def write_log(record: dict) -> None:
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+
+    def validate() -> None:
+        metrics = task.validate(ema)
+        run.validations.append({"step": run.step, **metrics})
+        write_log({"type": "val", "step": run.step, **metrics})
+        console.print(f"[{task.role}] validation at step {run.step}: "
+                      + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+
+    def checkpoint_info() -> dict:
+        return {"task": task.info(), "loop": asdict(config), "steps_done": run.step,
+                "wall_time_s": round(run.wall_s, 1), "hardware": hardware(device), "git_commit": git_commit(),
+                "validation": run.validations[-1] if run.validations else None, **(info or {})}
+
+    saved_at = [-1]
+
+    def save() -> None:
+        saved_at[0] = run.step
+        save_resume(resume_dir, model, ema, optimizer, run, rng)
+        save_checkpoint(final_path, ema, role=task.role, info=checkpoint_info(), dtype=torch.float16)
+
+    if run.step == 0 and config.val_every:
+        validate()
+    window_start, window_steps, loss_sum = time.perf_counter(), 0, 0.0
+    last = time.perf_counter()
+    for batch in batches(run.step):
+        if run.step >= config.steps:
+            break
+        batch = _to_device(batch, device)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(run.step, config)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            loss, metrics = task.loss(model, batch, rng)
+        optimizer.zero_grad(set_to_none=True)
+        loss.float().backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        update_ema(ema, model, ema_decay(run.step, config.ema_decay))
+        run.step += 1
+        now = time.perf_counter()
+        run.wall_s += now - last
+        last = now
+        window_steps += 1
+        loss_sum += float(loss.detach())
+        if run.step % config.log_every == 0 or run.step == config.steps:
+            elapsed = now - window_start
+            samples_per_s = window_steps * config.batch / max(elapsed, 1e-9)
+            eta = (config.steps - run.step) * elapsed / window_steps
+            mean_loss = loss_sum / window_steps
+            write_log({"type": "train", "step": run.step, "loss": mean_loss, "lr": learning_rate(run.step - 1, config),
+                       "grad_norm": float(grad_norm), "samples_per_s": samples_per_s, "wall_s": run.wall_s,
+                       **metrics})
+            console.print(f"[{task.role}] " + _status(run.step, config.steps, mean_loss, samples_per_s, eta))
+            window_start, window_steps, loss_sum = now, 0, 0.0
+        if config.val_every and (run.step % config.val_every == 0 or run.step == config.steps):
+            model.eval()
+            validate()
+            model.train()
+        if run.step % config.save_every == 0 or run.step == config.steps:
+            save()
+    if saved_at[0] != run.step:
+        save()
+    log.close()
+    return final_path

@@ -1,0 +1,215 @@
+import itertools
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from qusr_cli.archs.compact import CompactSR
+from qusr_cli.cli.train_cmd import train_app
+from qusr_cli.prior.critic import CriticResult
+from qusr_cli.prior.learned_critic import LearnedCritic, grid_crops
+from qusr_cli.train.aux import AuxTask
+from qusr_cli.train.critic import CriticTask, decode_estimates, encode_targets
+from qusr_cli.train.dataset import DegradedCrops, fixed_batch
+from qusr_cli.train.denoiser import INFERENCE_GRID, DenoiserTask, pad_prior, sample_tau
+from qusr_cli.train.loop import LoopConfig, ema_decay, learning_rate, train
+from qusr_cli.train.validate import PairedSet, psnr_y, sharpness_ratio, ssim_y
+from qusr_cli.weights.checkpoint import checkpoint_info, load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def photo_dir(tmp_path_factory):
+    """Three small synthetic 'photos': smooth colour fields with edges and fine texture."""
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        coarse = rng.uniform(0, 255, size=(6, 6, 3)).astype(np.uint8)
+        image = np.asarray(Image.fromarray(coarse).resize((96, 96), Image.BICUBIC), dtype=np.float32)
+        image[:, 40 + 8 * i:] *= 0.5
+        image += rng.normal(0, 6, size=image.shape)
+        Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(folder / f"p{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def batch(photo_dir):
+    return fixed_batch(DegradedCrops(photo_dir, crop=32, seed=1), range(4))
+
+
+def quick_config(steps: int, **overrides) -> LoopConfig:
+    base = dict(steps=steps, batch=4, lr=3e-3, warmup=2, save_every=steps, val_every=0, log_every=5,
+                num_workers=0, ema_decay=0.9, seed=0)
+    return LoopConfig(**{**base, **overrides})
+
+
+def train_losses(folder) -> list[float]:
+    return [r["loss"] for r in map(json.loads, (folder / "log.jsonl").read_text().splitlines()) if r["type"] == "train"]
+
+
+def test_schedule_warms_up_then_decays_to_the_floor():
+    config = LoopConfig(steps=100, warmup=10, lr=1.0, min_lr_ratio=0.1)
+    values = [learning_rate(t, config) for t in range(100)]
+    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(values[10:], values[11:]))
+    assert values[-1] == pytest.approx(0.1, abs=0.01)
+    assert ema_decay(0, 0.999) == pytest.approx(0.1) and ema_decay(10 ** 6, 0.999) == 0.999
+
+
+def test_aux_overfits_a_fixed_batch_and_saves_a_loadable_checkpoint(tmp_path, batch):
+    task = AuxTask(num_feat=8, num_conv=2)
+    path = train(task, lambda start: itertools.repeat(batch, 40 - start), quick_config(40), tmp_path)
+    losses = train_losses(tmp_path)
+    assert losses[-1] < 0.8 * losses[0]
+    model = load_checkpoint(path, role="aux")
+    assert isinstance(model, CompactSR) and model.config["num_feat"] == 8
+    info = checkpoint_info(path)
+    assert info["steps_done"] == 40 and info["loop"]["batch"] == 4 and "hardware" in info
+    with torch.no_grad():
+        assert model(batch["lr"]).shape == batch["hr"].shape
+
+
+def test_a_killed_run_resumes_to_the_same_weights(tmp_path, batch):
+    config = quick_config(12, save_every=6)
+    torch.manual_seed(0)
+    straight = train(AuxTask(num_feat=8, num_conv=1), lambda s: itertools.repeat(batch, 12 - s), config,
+                     tmp_path / "straight")
+
+    def killed_at_six(start):
+        yield from itertools.repeat(batch, 6 - start)
+        raise KeyboardInterrupt  # the process dies right after the step-6 save
+
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        train(AuxTask(num_feat=8, num_conv=1), killed_at_six, config, tmp_path / "killed")
+    assert json.loads((tmp_path / "killed" / "resume" / "state.json").read_text())["run"]["step"] == 6
+    resumed = train(AuxTask(num_feat=8, num_conv=1), lambda s: itertools.repeat(batch, 12 - s), config,
+                    tmp_path / "killed")
+    a, b = load_checkpoint(straight).state_dict(), load_checkpoint(resumed).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert checkpoint_info(resumed)["steps_done"] == 12
+
+
+def test_critic_learns_labels_and_the_learned_critic_reports(tmp_path, photo_dir):
+    data = fixed_batch(DegradedCrops(photo_dir, crop=64, seed=2), range(8))
+    task = CriticTask(width=8, held_out=data)
+    path = train(task, lambda s: itertools.repeat(data, 60 - s), quick_config(60, batch=8, val_every=60), tmp_path)
+    losses = train_losses(tmp_path)
+    assert losses[-1] < 0.7 * losses[0]
+    validation = checkpoint_info(path)["validation"]
+    assert {"mae_noise_sigma", "mae_blur_sigma", "mae_jpeg_quality", "mean_guess_mae_noise_sigma"} <= set(validation)
+    # Decoding inverts the target scaling.
+    decoded = decode_estimates(encode_targets(data["params"]))
+    assert torch.allclose(decoded["noise_sigma"], data["params"]["noise_sigma"].float(), rtol=1e-4, atol=1e-4)
+    critic = LearnedCritic(path)
+    result = critic.assess(torch.rand(1, 3, 80, 150))
+    assert isinstance(result, CriticResult) and result.report is not None and result.critique
+    assert result.source == "learned" and result.stats["crops"] == 6.0  # 2 rows x 3 columns of 64 px
+
+
+def test_grid_crops_cover_the_image():
+    image = torch.arange(200 * 300, dtype=torch.float32).reshape(1, 1, 200, 300).expand(1, 3, 200, 300)
+    crops = grid_crops(image)
+    assert crops.shape == (16, 3, 64, 64)
+    assert float(crops[0, 0, 0, 0]) == 0.0 and float(crops[-1, 0, -1, -1]) == float(image[0, 0, -1, -1])
+    assert grid_crops(image[..., :40, :40]).shape == (1, 3, 40, 40)
+
+
+def test_tau_sampling_puts_weight_on_the_inference_grid():
+    torch.manual_seed(0)
+    on_grid = sample_tau(2000, grid_prob=1.0, jitter=0.02)
+    distance = (on_grid[:, None] - torch.tensor(INFERENCE_GRID)[None]).abs().min(dim=1).values
+    assert float(distance.max()) < 0.12 and on_grid.min() >= 0 and on_grid.max() <= 1
+    uniform = sample_tau(4000, grid_prob=0.0)
+    assert float(uniform.mean()) == pytest.approx(0.5, abs=0.03)
+    mixed = sample_tau(4000, grid_prob=0.5, jitter=0.0)
+    exact = (mixed[:, None] == torch.tensor(INFERENCE_GRID)[None]).any(dim=1).float().mean()
+    assert float(exact) == pytest.approx(0.5, abs=0.04)
+
+
+def test_pad_prior_masks_padding_and_null_samples():
+    a = (torch.ones(1, 3, 384), torch.ones(1, 3, dtype=torch.bool))
+    b = (2 * torch.ones(1, 5, 384), torch.ones(1, 5, dtype=torch.bool))
+    tokens, mask = pad_prior([a, None, b], 384)
+    assert tokens.shape == (3, 5, 384)
+    assert mask.tolist() == [[True] * 3 + [False] * 2, [False] * 5, [True] * 5]
+    assert float(tokens[0, 3:].abs().sum()) == 0.0
+    assert pad_prior([None, None], 384) == (None, None)
+
+
+class WordEncoder:
+    """A deterministic stand-in for MiniLM: one 384-d token per word, hashed (tests stay offline and fast)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
+        self.calls.append(text)
+        words = text.split()
+        tokens = torch.stack([torch.randn(384, generator=torch.Generator().manual_seed(sum(map(ord, w))))
+                              for w in words])[None]
+        return tokens, torch.ones(1, len(words), dtype=torch.bool)
+
+
+def test_denoiser_overfits_with_critique_priors(tmp_path, batch):
+    aux = CompactSR(num_feat=8, num_conv=1).eval()
+    encoder = WordEncoder()
+    lr = batch["lr"]
+    pairs = PairedSet(lr, batch["hr"], ["a", "b", "c", "d"])
+    task = DenoiserTask(aux, encoder, critic=None, base_width=8, attention_heads=2, val_pairs=pairs, val_steps=2)
+    config = quick_config(40, val_every=40)
+    path = train(task, lambda s: itertools.repeat(batch, 40 - s), config, tmp_path)
+    losses = train_losses(tmp_path)
+    assert losses[-1] < 0.9 * losses[0]
+    assert encoder.calls and any("photo" in c or "image" in c or "picture" in c or "shot" in c for c in encoder.calls)
+    model = load_checkpoint(path, role="denoiser")
+    assert model.config["base_width"] == 8
+    validation = checkpoint_info(path)["validation"]
+    assert math.isfinite(validation["qusr_psnr_y"]) and "bicubic_psnr_y" in validation
+
+
+def test_captions_mix_true_null_and_critic_priors(batch):
+    class FixedCritic:
+        def estimate(self, images):
+            n = len(images)
+            return {"noise_sigma": torch.full((n,), 25.0), "blur_sigma": torch.full((n,), 3.0),
+                    "jpeg_quality": torch.full((n,), 20.0), "severity": torch.ones(n)}
+
+    task = DenoiserTask(CompactSR(num_feat=8, num_conv=1), WordEncoder(), critic=FixedCritic(), base_width=8,
+                        attention_heads=2, null_prob=0.2, critic_prob=0.3)
+    rng = random.Random(0)
+    texts = [t for _ in range(60) for t in task.captions(batch["lr"], batch["params"], rng)]
+    null_share = sum(t is None for t in texts) / len(texts)
+    assert 0.1 < null_share < 0.3
+    # The fixed critic's heavy noise, blur and JPEG only appear in captions it wrote.
+    heavy = [t for t in texts if t and ("very blurry" in t or "heavily blurred" in t or "badly out of focus" in t
+                                        or "strong blur" in t)]
+    assert 0.1 < len(heavy) / len(texts) < 0.4
+
+
+def test_metrics_behave():
+    gt = torch.rand(2, 3, 48, 48)
+    assert psnr_y(gt, gt) > 90 and ssim_y(gt, gt) == pytest.approx(1.0)
+    noisy = (gt + 0.05 * torch.randn_like(gt)).clamp(0, 1)
+    assert psnr_y(noisy, gt) < 40 and ssim_y(noisy, gt) < 1.0
+    smooth = torch.nn.functional.avg_pool2d(gt, 3, stride=1, padding=1)
+    assert sharpness_ratio(smooth, gt) < 0.8 < sharpness_ratio(gt, gt)
+
+
+def test_cli_trains_and_resumes(tmp_path, photo_dir):
+    runner = CliRunner()
+    args = ["aux", "--data", str(photo_dir), "--out", str(tmp_path), "--batch", "2", "--crop", "32",
+            "--workers", "0", "--val-every", "0", "--width", "8", "--depth", "1", "--save-every", "3"]
+    first = runner.invoke(train_app, args + ["--steps", "3"])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(train_app, args + ["--steps", "5"])
+    assert second.exit_code == 0, second.output
+    info = checkpoint_info(tmp_path / "aux.safetensors")
+    assert info["steps_done"] == 5 and info["crop"] == 32 and info["images"] == 3
+    steps = [r["step"] for r in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines())
+             if r["type"] == "train"]
+    assert steps == [3, 5]
