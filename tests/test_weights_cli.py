@@ -165,3 +165,11 @@ def test_list_of_a_checkpoint_folder_keeps_brackets_in_names(
     first = rows(result.stdout)[0]
     assert first[:3] == ["run[3] (default)", "denoiser", str(folder / "denoiser.safetensors")]
     assert first[4] == "yes"
+
+
+def test_import_ncnn_needs_param_and_bin_together(tmp_path):
+    result = CliRunner().invoke(weights_app, ["import-ncnn", "--out", str(tmp_path / "x.safetensors"),
+                                              "--param", str(tmp_path / "model.param")])
+    assert result.exit_code == 3
+    assert "give both the .param and the .bin" in result.stderr
+    assert not (tmp_path / "x.safetensors").exists()

