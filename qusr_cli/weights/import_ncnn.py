@@ -140,7 +140,7 @@ def rrdbnet_conv_names(num_block: int) -> list[str]:
     for block in range(num_block):
         for rdb in (1, 2, 3):
             names += [f"body.{block}.rdb{rdb}.conv{k}" for k in range(1, 6)]
-    return names + ["conv_body", "conv_up1", "conv_up2", "conv_hr", "conv_last"]
+    return [*names, "conv_body", "conv_up1", "conv_up2", "conv_hr", "conv_last"]
 
 
 def _followed_by_leaky_relu(name: str) -> bool:
@@ -152,7 +152,7 @@ def _followed_by_leaky_relu(name: str) -> bool:
 
 def _check_structure(layers: list[NcnnLayer], convs: list[ConvBlob], names: list[str]) -> None:
     producer = {blob: layer for layer in layers for blob in layer.outputs}
-    for conv, name in zip(convs, names):
+    for conv, name in zip(convs, names, strict=True):
         activation = conv.layer.int_param(9, 0)
         slope = conv.layer.float_array(10)
         if _followed_by_leaky_relu(name):
@@ -178,17 +178,17 @@ def import_ncnn_rrdbnet(param_path: str | Path, bin_path: str | Path) -> dict[st
     names = rrdbnet_conv_names(num_block)
     _check_structure(layers, convs, names)
     state = {}
-    for conv, name in zip(convs, names):
+    for conv, name in zip(convs, names, strict=True):
         state[f"{name}.weight"] = conv.weight
         state[f"{name}.bias"] = conv.bias
-    expected = _model_for(state).state_dict()
+    expected = rrdbnet_for_state(state).state_dict()
     for key, tensor in expected.items():
         if state[key].shape != tensor.shape:
             raise WeightsError(f"{key}: ncnn shape {tuple(state[key].shape)}, RRDBNet expects {tuple(tensor.shape)}")
     return state
 
 
-def _model_for(state: dict[str, torch.Tensor]) -> RRDBNet:
+def rrdbnet_for_state(state: dict[str, torch.Tensor]) -> RRDBNet:
     """The RRDBNet whose configuration the state_dict's shapes imply."""
     num_block = 1 + max(int(key.split(".")[1]) for key in state if key.startswith("body."))
     return RRDBNet(num_feat=state["conv_first.weight"].shape[0], num_block=num_block,
@@ -199,7 +199,7 @@ def _model_for(state: dict[str, torch.Tensor]) -> RRDBNet:
 def save_rrdbnet_safetensors(state: dict[str, torch.Tensor], out_path: str | Path,
                              info: dict | None = None) -> Path:
     """Write the state_dict as a qusr ``aux`` checkpoint (RRDBNet), crediting where it came from."""
-    model = _model_for(state)
+    model = rrdbnet_for_state(state)
     model.load_state_dict(state, strict=True)
     return save_checkpoint(out_path, model, role="aux",
                            info={"source": SOURCE, "licence": LICENCE, **(info or {})})
