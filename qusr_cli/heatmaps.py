@@ -75,10 +75,8 @@ def save_explanation(explanation, folder: Path, stem: str, floor: float, psi_max
     """Write ψ and w heatmaps, the w overlay and g(y) as PNGs into ``folder``; returns their paths."""
     folder.mkdir(parents=True, exist_ok=True)
     pictures = {
-        "uncertainty": render_heatmap(explanation.psi, 0.0, psi_max, "psi",
-                                      "psi = |g(y)-up(y)|/2, [0,1] pixels"),
-        "noise_weight": render_heatmap(explanation.weight, floor, 1.0, "w",
-                                       f"w = {floor:g} + {1 - floor:g}*min(psi/{psi_max:g}, 1)"),
+        "uncertainty": render_heatmap(explanation.psi, 0.0, psi_max, "psi", "[0,1] px"),
+        "noise_weight": render_heatmap(explanation.weight, floor, 1.0, "w", f"b={floor:g}"),
         "overlay": render_overlay(explanation.up, explanation.weight, floor, 1.0),
         "aux": Image.fromarray((explanation.aux[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)),
     }
