@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from qusr_cli.devices import default_threads, resolve_device, resolve_dtype, set_threads
+from qusr_cli.devices import cpu_has_native_bf16, default_threads, resolve_device, resolve_dtype, set_threads
 from qusr_cli.errors import QusrError
 from qusr_cli.heatmaps import colormap, render_heatmap
 
@@ -19,7 +19,8 @@ def test_auto_device_is_cpu_without_accelerators():
 
 def test_dtype_defaults_and_refusals():
     cpu = torch.device("cpu")
-    assert resolve_dtype("auto", cpu) == torch.float32
+    assert resolve_dtype("auto", cpu) == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
+    assert resolve_dtype("auto", torch.device("mps")) == torch.float32
     assert resolve_dtype("bf16", cpu) == torch.bfloat16
     with pytest.raises(QusrError, match="fp16"):
         resolve_dtype("fp16", cpu)

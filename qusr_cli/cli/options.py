@@ -50,7 +50,7 @@ Steps = Annotated[int, typer.Option(min=1, max=50, help="Diffusion steps (one ch
 Scale = Annotated[float, typer.Option(min=0.1, max=16.0, help="Final scale; the model runs at 4x, then resizes.")]
 Seed = Annotated[int, typer.Option(help="Noise seed: same seed, same output on one device.")]
 Device = Annotated[DeviceName, typer.Option(help="auto picks CUDA, then MPS, then the CPU.")]
-Dtype = Annotated[DtypeName, typer.Option(help="auto: bf16/fp16 on CUDA, fp32 on CPU and MPS.")]
+Dtype = Annotated[DtypeName, typer.Option(help="auto: bf16/fp16 on CUDA, bf16 on CPUs with native bf16, else fp32.")]
 Tile = Annotated[int | None, typer.Option(min=32, help="LR tile size in pixels (default: from free memory).")]
 Color = Annotated[ColorFix, typer.Option("--color-fix", help="Colour correction against g(y).")]
 Prompt = Annotated[str | None, typer.Option(help="Your own words about the photo, added to the critique.")]
