@@ -61,15 +61,21 @@ def test_tiles_blend_smoothly_across_their_boundaries():
     assert steps.max() < 0.1  # a hard seam would be a single step of 1.0
 
 
-def test_tile_margin_makes_a_convolution_exact():
+def conv_upscaler(kernel: int):
+    """A local 4x "model": one random convolution, then nearest upsampling."""
     torch.manual_seed(0)
-    conv = torch.nn.Conv2d(3, 3, 5, padding=2)
-    lr = torch.rand(1, 3, 48, 48)
+    conv = torch.nn.Conv2d(3, 3, kernel, padding=kernel // 2)
 
     def net(x, _tile=None):
         with torch.no_grad():
             return F.interpolate(conv(x), scale_factor=4, mode="nearest")
 
+    return net
+
+
+def test_tile_margin_makes_a_convolution_exact():
+    net = conv_upscaler(5)
+    lr = torch.rand(1, 3, 48, 48)
     without_margin = run_tiled(lr, net, tile_size=24, overlap=8)
     with_margin = run_tiled(lr, net, tile_size=24, overlap=8, margin=2)  # the 5x5 kernel's radius
     assert (without_margin - net(lr)).abs().max() > 1e-3
@@ -84,14 +90,8 @@ def test_context_span_grows_inside_the_image_to_a_multiple():
 
 
 def test_tiles_reaching_the_border_see_it_like_the_whole_image():
-    torch.manual_seed(0)
-    conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+    net = conv_upscaler(3)
     lr = torch.rand(1, 3, 64, 72)
-
-    def net(x, _tile=None):
-        with torch.no_grad():
-            return F.interpolate(conv(x), scale_factor=4, mode="nearest")
-
     tiled = run_tiled(lr, net, tile_size=30, overlap=6, margin=2, multiple=4)
     assert torch.allclose(tiled, net(lr), atol=1e-5)
     with pytest.raises(ValueError, match="multiples"):
