@@ -9,15 +9,12 @@ from typer.testing import CliRunner
 
 from qusr_cli.cli.weights_cmd import weights_app
 from qusr_cli.weights import component_entry_for
-from test_weights_registry import (  # noqa: F401  (fixtures are found by name)
+from hub_fixtures import (
     REPO,
     REV,
     checkpoint_bytes,
-    fake_hub,
-    hub_cache,
     hub_entry,
     make_checkpoint,
-    online,
     put_in_hub_cache,
     serve,
     write_weights,

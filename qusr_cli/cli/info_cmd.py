@@ -5,7 +5,6 @@ from __future__ import annotations
 import platform
 
 import torch
-import typer
 from rich.console import Console
 from rich.table import Table
 
