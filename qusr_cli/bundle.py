@@ -43,7 +43,6 @@ class ModelBundle:
     settings: DiffusionSettings
     critic_path: Path | None = None
     placeholder: bool = False
-    files: dict[str, Path] = field(default_factory=dict)
 
     def to(self, device: torch.device) -> "ModelBundle":
         self.aux.to(device)
@@ -61,5 +60,4 @@ def load_bundle(name: str, files: dict[str, Path]) -> ModelBundle:
         settings=DiffusionSettings.from_info(infos[1]),
         critic_path=files.get("critic"),
         placeholder=any(info.get("placeholder", False) for info in infos),
-        files=dict(files),
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 from qusr_cli.bundle import ModelBundle, load_bundle
 from qusr_cli.devices import resolve_device, resolve_dtype, set_threads
 from qusr_cli.errors import QusrError, WeightsError
-from qusr_cli.prior.critic import CRITIC_FACTORIES, make_critic
+from qusr_cli.prior.critic import make_critic
 from qusr_cli.upscaler import Upscaler
 from qusr_cli.weights import ModelSpec, load_registry, resolve_component, resolve_model_folder
 
@@ -29,7 +29,7 @@ def load_model_files(model: str | None = None, weights: str | Path | None = None
 
 def build_critic(kind: str, spec: ModelSpec, bundle: ModelBundle, device, *, allow_download: bool):
     """builtin = the model's learned critic when it ships one, else image statistics."""
-    if kind == "builtin" and bundle.critic_path is not None and "learned" in CRITIC_FACTORIES:
+    if kind == "builtin" and bundle.critic_path is not None:
         return make_critic("learned", weights=bundle.critic_path, device=device)
     if kind == "mllm":
         if spec.mllm is None:
@@ -45,6 +45,9 @@ def build_text_encoder(spec: ModelSpec, bundle: ModelBundle, device, *, allow_do
 
     if spec.text_encoder is None:
         return None
+    if spec.text_encoder.name != bundle.settings.text_encoder:
+        raise WeightsError(f"model {spec.name}: its denoiser was trained with text encoder "
+                           f"{bundle.settings.text_encoder!r}, but weights.toml names {spec.text_encoder.name!r}")
     try:
         folder = resolve_model_folder(spec.text_encoder, allow_download=allow_download)
     except WeightsError as exc:

@@ -151,3 +151,18 @@ def test_tiles_match_the_whole_image_with_the_embedded_model():
     difference = (whole - tiled).abs()
     assert difference.mean() < 0.005
     assert (difference > 8 / 255).float().mean() < 0.01
+
+
+def test_a_denoiser_trained_with_another_text_encoder_is_refused(tmp_path):
+    from qusr_cli.archs import DenoiserUNet
+    from qusr_cli.errors import WeightsError
+    from qusr_cli.loading import load_upscaler
+    from qusr_cli.weights.checkpoint import save_checkpoint
+
+    from helpers import TINY_UNET
+
+    make_tiny_model(tmp_path)
+    save_checkpoint(tmp_path / "denoiser.safetensors", DenoiserUNet(**TINY_UNET), role="denoiser",
+                    info={"diffusion": {"text_encoder": "clip"}})
+    with pytest.raises(WeightsError, match="trained with text encoder 'clip'"):
+        load_upscaler(weights=tmp_path, threads=1, critic="none")
