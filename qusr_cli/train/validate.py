@@ -7,75 +7,54 @@ Metrics follow BasicSR's ``test_y_channel`` convention: BT.601 luma of 8-bit-rou
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from qusr_cli import metrics
 from qusr_cli.aux_sr import auxiliary_estimate, bicubic_upsample
 from qusr_cli.diffusion.sampler import sample_residual_shift
 from qusr_cli.diffusion.schedule import ResShiftScheduler
+from qusr_cli.metrics.fidelity import as_rgb255, rgb_to_y
 from qusr_cli.train.dataset import IMAGE_SUFFIXES, load_rgb
 from qusr_cli.uncertainty import noise_weight, uncertainty
 
 DEFAULT_VAL_DIR = Path("/work/shared/data/eval/imagenet-val32")
 
 
-def rgb_to_y(image: torch.Tensor) -> torch.Tensor:
-    """BT.601 luma in [0, 255]: Y = 16 + 65.481·R + 128.553·G + 24.966·B (R, G, B in [0, 1])."""
-    r, g, b = image[:, 0], image[:, 1], image[:, 2]
-    return 16.0 + 65.481 * r + 128.553 * g + 24.966 * b
-
-
-def _y(image: torch.Tensor, border: int) -> torch.Tensor:
-    quantised = (image.clamp(0, 1) * 255.0).round() / 255.0
-    y = rgb_to_y(quantised.double())
-    return y[:, border:y.shape[-2] - border, border:y.shape[-1] - border] if border else y
+def _quantised(image: torch.Tensor) -> torch.Tensor:
+    """Rounded to 8 bits, so the scores are those the saved PNGs would get."""
+    return (image.clamp(0, 1) * 255.0).round() / 255.0
 
 
 def psnr_y(output: torch.Tensor, target: torch.Tensor, border: int = 4) -> float:
-    """PSNR = 10·log10(255² / MSE) on Y, averaged over the batch."""
-    mse = ((_y(output, border) - _y(target, border)) ** 2).mean(dim=(-2, -1))
-    return float((10.0 * torch.log10(255.0 ** 2 / mse.clamp_min(1e-10))).mean())
-
-
-def _gaussian_filter(image: torch.Tensor, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Valid-region Gaussian filtering, as two 1-D passes (the 2-D window is separable)."""
-    axis = torch.arange(size, dtype=image.dtype) - size // 2
-    g = torch.exp(-axis ** 2 / (2 * sigma ** 2))
-    g = g / g.sum()
-    return F.conv2d(F.conv2d(image, g.view(1, 1, 1, size)), g.view(1, 1, size, 1))
+    """qusr_cli.metrics.psnr_y of each 8-bit image pair, averaged over the batch."""
+    return statistics.fmean(metrics.psnr_y(_quantised(o), _quantised(t), crop_border=border)
+                            for o, t in zip(output, target, strict=True))
 
 
 def ssim_y(output: torch.Tensor, target: torch.Tensor, border: int = 4) -> float:
-    """SSIM = mean of (2μxμy + C1)(2σxy + C2) / ((μx² + μy² + C1)(σx² + σy² + C2)) on Y.
-
-    11×11 Gaussian window (σ 1.5), valid positions only, C1 = (0.01·255)², C2 = (0.03·255)².
-    """
-    x = _y(output, border)[:, None]
-    y = _y(target, border)[:, None]
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    mu_x, mu_y = _gaussian_filter(x), _gaussian_filter(y)
-    var_x = _gaussian_filter(x * x) - mu_x ** 2
-    var_y = _gaussian_filter(y * y) - mu_y ** 2
-    cov = _gaussian_filter(x * y) - mu_x * mu_y
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
-    return float(ssim_map.mean(dim=(1, 2, 3)).mean())
+    """qusr_cli.metrics.ssim_y of each 8-bit image pair, averaged over the batch."""
+    return statistics.fmean(metrics.ssim_y(_quantised(o), _quantised(t), crop_border=border)
+                            for o, t in zip(output, target, strict=True))
 
 
-def gradient_energy(image: torch.Tensor) -> torch.Tensor:
-    """E = mean over pixels of √(∂xY² + ∂yY²), forward differences of the luma, per image."""
-    y = rgb_to_y(image.clamp(0, 1).double())
-    dx = y[:, :, 1:] - y[:, :, :-1]
-    dy = y[:, 1:, :] - y[:, :-1, :]
-    return torch.sqrt(dx[:, :-1, :] ** 2 + dy[:, :, :-1] ** 2).mean(dim=(-2, -1))
+def gradient_energy(image: torch.Tensor) -> float:
+    """E = mean over pixels of √(∂xY² + ∂yY²), forward differences of the BT.601 luma of one (3, H, W) image."""
+    y = rgb_to_y(as_rgb255(image.clamp(0, 1)))
+    dx = y[:, 1:] - y[:, :-1]
+    dy = y[1:, :] - y[:-1, :]
+    return float(np.sqrt(dx[:-1, :] ** 2 + dy[:, :-1] ** 2).mean())
 
 
 def sharpness_ratio(output: torch.Tensor, target: torch.Tensor) -> float:
     """E(output) / E(GT), averaged over images: 1 means as much edge energy as the ground truth."""
-    return float((gradient_energy(output) / gradient_energy(target).clamp_min(1e-8)).mean())
+    return statistics.fmean(gradient_energy(o) / max(gradient_energy(t), 1e-8)
+                            for o, t in zip(output, target, strict=True))
 
 
 @dataclass
