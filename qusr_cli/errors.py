@@ -1,6 +1,12 @@
 """Errors a user can act on. The CLI prints their message as one line and exits non-zero."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name if it has none), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class QusrError(Exception):
     """Base class: the message is complete and meant for the user, no traceback needed."""
 

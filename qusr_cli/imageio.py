@@ -44,6 +44,9 @@ except ImportError:  # Pillow built without LittleCMS: CMYK falls back to the pl
     ImageCms = None
 
 #: Output extension (lower case) -> Pillow format name.
+# What `qusr batch` and the bench pick up from a folder.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
+
 OUTPUT_FORMATS = {
     ".png": "PNG",
     ".jpg": "JPEG",

@@ -13,10 +13,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from qusr_cli.imageio import IMAGE_SUFFIXES
+
 from qusr_cli.errors import InputError
 from qusr_cli.imageio import atomic_write, read_image
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_EVAL = Path("..") / "shared" / "data" / "eval"
 PAIR_FOLDERS = (("lq", "gt"), ("lr", "hr"))

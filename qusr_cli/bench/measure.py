@@ -26,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from qusr_cli.archs import build_architecture
 from qusr_cli.bench.datasets import from_uint8
+from qusr_cli.errors import first_line
 from qusr_cli.metrics import niqe_score, psnr_y, ssim_y
 from qusr_cli.tiling import Tile, run_tiled
 
@@ -88,8 +89,7 @@ class ExtraMetrics:
                 with _no_downloads(download_util):
                     self.metrics[name] = pyiqa.create_metric(name, device=device)
             except Exception as exc:  # noqa: BLE001 - any failure to build a metric offline means: skip it
-                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                self.notes.append(f"{name} not computed: {reason}")
+                self.notes.append(f"{name} not computed: {first_line(exc)}")
 
     def names(self, has_gt: bool) -> list[str]:
         return [n for n in self.metrics if has_gt or not EXTRA_METRICS[n]]

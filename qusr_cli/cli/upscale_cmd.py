@@ -16,10 +16,8 @@ from qusr_cli.cli.common import one_line_errors, stderr
 from qusr_cli.errors import InputError, QusrError
 from qusr_cli.files import read_checked, upscale_file, upscale_image
 from qusr_cli.heatmaps import save_explanation
-from qusr_cli.imageio import default_output_path
+from qusr_cli.imageio import IMAGE_SUFFIXES, default_output_path
 from qusr_cli.loading import load_upscaler
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 def _load(model, weights, device, dtype, threads, critic, download):

@@ -9,16 +9,16 @@ prior when the model's answer is vague or off. `prefix_statistics=False` gives t
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from qusr_cli.errors import WeightsError
+from qusr_cli.errors import WeightsError, first_line
 from qusr_cli.prior.builtin_critic import measure_quality
 from qusr_cli.prior.critic import CriticResult
 from qusr_cli.prior.report import critique_from_report
+from qusr_cli.weights.hub import is_offline
 
 CRITIC_PROMPT = (
     "Describe the quality problems of this photo briefly, region by region: noise or grain, blur or "
@@ -28,15 +28,6 @@ CRITIC_PROMPT = (
 # Vision towers see a few hundred pixels; a larger input only costs processor time and memory.
 DEFAULT_MAX_SIDE = 768
 _LOAD_ERRORS = (OSError, ValueError, KeyError, ImportError, RuntimeError)
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def to_pil(image: torch.Tensor, max_side: int = DEFAULT_MAX_SIDE) -> Image.Image:
@@ -74,12 +65,12 @@ class MLLMCritic:
         self.max_new_tokens = max_new_tokens
         self.max_side = max_side
         self.prefix_statistics = prefix_statistics
-        options = {"revision": revision, "local_files_only": _offline()}
+        options = {"revision": revision, "local_files_only": is_offline()}
         try:
             self._processor = AutoProcessor.from_pretrained(self.model_id, **options)
             self._model = AutoModelForImageTextToText.from_pretrained(self.model_id, dtype=dtype, **options)
         except _LOAD_ERRORS as error:
-            raise WeightsError(f"cannot load multimodal critic '{self.model_id}': {_first_line(error)}") from error
+            raise WeightsError(f"cannot load multimodal critic '{self.model_id}': {first_line(error)}") from error
         self._model.to(self.device).eval()
 
     def _prompt(self) -> str:

