@@ -31,6 +31,22 @@ def test_compact_net_is_4x_and_starts_from_its_nearest_upsample_plus_residual():
     assert torch.equal(out, lr.repeat_interleave(4, 2).repeat_interleave(4, 3))
 
 
+def test_fresh_bicubic_compact_net_is_bicubic_and_older_headers_mean_nearest(tmp_path):
+    lr = torch.rand(1, 3, 6, 5)
+    bicubic = torch.nn.functional.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False)
+    assert torch.equal(CompactSR(num_feat=8, num_conv=2, upsample="bicubic")(lr), bicubic)
+    with pytest.raises(ValueError):
+        CompactSR(upsample="bilinear")
+    net = CompactSR(num_feat=4, num_conv=1)
+    path = save_checkpoint(tmp_path / "g.safetensors", net, role="aux")
+    metadata = read_metadata(path)
+    config = json.loads(metadata["qusr.config"])
+    del config["upsample"]  # as written before the option existed
+    metadata["qusr.config"] = json.dumps(config)
+    save_file(net.state_dict(), path, metadata=metadata)
+    assert load_checkpoint(path, role="aux").upsample_mode == "nearest"
+
+
 def test_fresh_denoiser_returns_its_residual_base():
     net = DenoiserUNet(**TINY_UNET)
     x = torch.rand(2, 3, 32, 32)

@@ -1,7 +1,10 @@
 """Compact fidelity SR net g: a plain stack of 3x3 convs at LR size, PixelShuffle(4) at the end.
 
 All work happens at the input's resolution, so it is the cheapest 4x net that still learns
-edges; the output is a residual over nearest-neighbour upsampling.
+edges; the output is a residual over an interpolation of the input. Real-ESRGAN's compact nets add
+nearest-neighbour upsampling (the default, so their weights load as they are); qusr trains with
+``upsample="bicubic"`` and a zero-initialised last conv, so an untrained g already equals bicubic
+and training only has to learn the correction, which matters when training time is short.
 """
 
 from __future__ import annotations
@@ -14,17 +17,25 @@ from torch import nn
 class CompactSR(nn.Module):
     arch_name = "compact"
 
-    def __init__(self, num_feat: int = 32, num_conv: int = 8, scale: int = 4, in_channels: int = 3):
+    def __init__(self, num_feat: int = 32, num_conv: int = 8, scale: int = 4, in_channels: int = 3,
+                 upsample: str = "nearest"):
         super().__init__()
-        self.config = {"num_feat": num_feat, "num_conv": num_conv, "scale": scale, "in_channels": in_channels}
+        if upsample not in ("nearest", "bicubic"):
+            raise ValueError(f"upsample must be nearest or bicubic, not {upsample!r}")
+        self.config = {"num_feat": num_feat, "num_conv": num_conv, "scale": scale, "in_channels": in_channels,
+                       "upsample": upsample}
         self.scale = scale
+        self.upsample_mode = upsample
         layers: list[nn.Module] = [nn.Conv2d(in_channels, num_feat, 3, padding=1), nn.PReLU(num_feat)]
         for _ in range(num_conv):
             layers += [nn.Conv2d(num_feat, num_feat, 3, padding=1), nn.PReLU(num_feat)]
         layers.append(nn.Conv2d(num_feat, in_channels * scale * scale, 3, padding=1))
         self.body = nn.Sequential(*layers)
         self.upsample = nn.PixelShuffle(scale)
+        if upsample == "bicubic":
+            nn.init.zeros_(self.body[-1].weight)
+            nn.init.zeros_(self.body[-1].bias)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        base = F.interpolate(lr, scale_factor=self.scale, mode="nearest")
+        base = F.interpolate(lr, scale_factor=self.scale, mode=self.upsample_mode)
         return base + self.upsample(self.body(lr))
