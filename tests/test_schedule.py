@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from qusr_cli.diffusion.schedule import (ResShiftScheduler, first_sqrt_eta, forward_sample,
-                                         posterior_coefficients, sqrt_eta)
+from qusr_cli.diffusion.schedule import (ResShiftScheduler, blend_coefficient, blended_x0_base, first_sqrt_eta,
+                                         forward_sample, posterior_coefficients, sqrt_eta)
 
 
 def test_first_sqrt_eta_takes_the_smallest_candidate():
@@ -71,3 +71,45 @@ def test_step_with_true_x0_reproduces_the_forward_marginal():
 def test_steps_out_of_range_are_rejected():
     with pytest.raises(ValueError):
         ResShiftScheduler().set_timesteps(0)
+
+
+def test_blend_coefficient_by_hand():
+    # s = 2.5·√0.001·0.4/(1 − 0.001) = 0.0316544; c = 0.06²/(0.06² + s²) = 0.78225
+    c = blend_coefficient(0.001, torch.tensor(0.4), kappa=2.5, aux_error=0.06)
+    assert float(c) == pytest.approx(0.78225, abs=1e-4)
+    assert float(blend_coefficient(0.9801, torch.tensor(1.0), 2.5, 0.06)) < 1e-5
+
+
+def test_blended_base_beats_both_of_its_parts():
+    """With g = x0 + σ_g·noise and x_τ from the forward process, the mix has the smaller error of the two."""
+    gen = torch.Generator().manual_seed(1)
+    shape = (1, 3, 128, 128)
+    x0, up = torch.rand(shape, generator=gen), torch.rand(shape, generator=gen)
+    aux = x0 + 0.06 * torch.randn(shape, generator=gen)
+    weight = torch.full(shape, 0.5)
+    for eta in (0.001, 0.03, 0.2):
+        x_t = forward_sample(x0, up, torch.tensor(eta), weight, torch.randn(shape, generator=gen), 2.5)
+        from_sample = (x_t - eta * up) / (1 - eta)
+        base = blended_x0_base(x_t, up, aux, eta, weight, kappa=2.5, aux_error=0.06)
+        mse = {name: float(((x - x0) ** 2).mean()) for name, x in
+               (("base", base), ("sample", from_sample), ("aux", aux))}
+        assert mse["base"] < min(mse["sample"], mse["aux"])
+
+
+def test_predict_x0_by_prediction_type():
+    shape = (2, 3, 8, 8)
+    output, x_t, up, aux = (torch.rand(shape, generator=torch.Generator().manual_seed(i)) for i in range(4))
+    weight = torch.full(shape, 0.7)
+    assert torch.equal(ResShiftScheduler().predict_x0(output, 0.01, x_t, up, aux, weight), output)
+    blend = ResShiftScheduler(prediction_type="blend", aux_error=0.05)
+    eta = torch.tensor([0.01, 0.5]).view(2, 1, 1, 1)
+    expected = output + blended_x0_base(x_t, up, aux, eta, weight, 2.5, 0.05)
+    assert torch.allclose(blend.predict_x0(output, eta, x_t, up, aux, weight), expected)
+
+
+def test_scheduler_config_round_trip_and_validation():
+    scheduler = ResShiftScheduler(kappa=2.0, prediction_type="blend", aux_error=0.04)
+    assert ResShiftScheduler.from_config(scheduler.config) == scheduler
+    assert ResShiftScheduler.from_config({"kappa": 2.0}).prediction_type == "sample"  # headers written before it
+    with pytest.raises(ValueError):
+        ResShiftScheduler(prediction_type="epsilon")

@@ -21,7 +21,8 @@ def sample_residual_shift(denoiser: nn.Module, scheduler: ResShiftScheduler, up:
     x_t = scheduler.prior(up, weight, noise_for(0))
     for draw, index in enumerate(scheduler.timesteps, start=1):
         tau = torch.full((x_t.shape[0],), scheduler.tau_at(index), device=x_t.device, dtype=torch.float32)
-        x0_pred = denoiser(x_t, tau, up, aux, context, context_mask)
+        output = denoiser(x_t, tau, up, aux, context, context_mask)
+        x0_pred = scheduler.predict_x0(output, float(scheduler.etas[index]), x_t, up, aux, weight)
         noise = noise_for(draw) if index > 0 else None
         x_t = scheduler.step(x0_pred, index, x_t, weight, noise)
     return x_t

@@ -49,26 +49,63 @@ def prior_sample(up: torch.Tensor, weight: torch.Tensor, noise: torch.Tensor, ka
     return up + kappa * math.sqrt(eta_end) * weight * noise
 
 
+def blend_coefficient(eta: torch.Tensor | float, weight: torch.Tensor, kappa: float,
+                      aux_error: float) -> torch.Tensor:
+    """c = σ_g² / (σ_g² + s²), s = κ·√η·w / (1 − η).
+
+    s is the noise left in x_τ's own estimate of x0 (below) and σ_g the typical error of g(y), so c is
+    the weight that minimises the variance of their mix: near 1 at small τ, where x_τ is almost x0.
+    """
+    eta = torch.as_tensor(eta, dtype=torch.float32, device=weight.device)
+    spread = kappa * eta.sqrt() * weight / (1.0 - eta)
+    return aux_error ** 2 / (aux_error ** 2 + spread ** 2)
+
+
+def blended_x0_base(x_t: torch.Tensor, up: torch.Tensor, aux: torch.Tensor, eta: torch.Tensor | float,
+                    weight: torch.Tensor, kappa: float, aux_error: float) -> torch.Tensor:
+    """x̄0 = c·(x_τ − η·up)/(1 − η) + (1 − c)·g(y).
+
+    (x_τ − η·up)/(1 − η) is x0 plus noise of spread s (solve the forward sample for x0); the denoiser
+    only has to correct x̄0, so passing x_τ's detail through at small τ costs it nothing (as c_skip in
+    Karras et al.'s EDM preconditioning).
+    """
+    eta_t = torch.as_tensor(eta, dtype=torch.float32, device=x_t.device)
+    from_sample = (x_t.float() - eta_t * up.float()) / (1.0 - eta_t)
+    c = blend_coefficient(eta_t, weight.float(), kappa, aux_error)
+    return c * from_sample + (1.0 - c) * aux.float()
+
+
+PREDICTION_TYPES = ("sample", "blend")
+
+
 @dataclass
 class ResShiftScheduler:
-    """Like a diffusers scheduler: ``set_timesteps`` picks the τ grid, ``step`` moves x_t to x_{t−1}."""
+    """Like a diffusers scheduler: ``set_timesteps`` picks the τ grid, ``step`` moves x_t to x_{t−1}.
+
+    ``prediction_type`` says what the denoiser's output is, as in diffusers: "sample" is x̂0 itself,
+    "blend" a correction added to :func:`blended_x0_base` (``aux_error`` is its σ_g).
+    """
 
     kappa: float = 2.5
     etas_end: float = 0.99
     min_noise_level: float = 0.2
     power: float = 0.2
+    prediction_type: str = "sample"
+    aux_error: float = 0.06
 
     def __post_init__(self) -> None:
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, "
+                             f"not {self.prediction_type!r}")
         self.set_timesteps(5)
 
     @classmethod
     def from_config(cls, config: dict) -> "ResShiftScheduler":
-        return cls(**{k: config[k] for k in ("kappa", "etas_end", "min_noise_level", "power") if k in config})
+        return cls(**{k: config[k] for k in cls.__dataclass_fields__ if k in config})
 
     @property
     def config(self) -> dict:
-        return {"kappa": self.kappa, "etas_end": self.etas_end, "min_noise_level": self.min_noise_level,
-                "power": self.power}
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
     def eta(self, tau: torch.Tensor | float) -> torch.Tensor:
         """η(τ) = √η(τ)²."""
@@ -89,6 +126,14 @@ class ResShiftScheduler:
 
     def tau_at(self, index: int) -> float:
         return float(self.taus[index])
+
+    def predict_x0(self, model_output: torch.Tensor, eta: torch.Tensor | float, sample: torch.Tensor,
+                   up: torch.Tensor, aux: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """x̂0 from the denoiser's output at noise level η (a float, or a per-sample (B, 1, 1, 1) tensor)."""
+        if self.prediction_type == "sample":
+            return model_output
+        base = blended_x0_base(sample, up, aux, eta, weight, self.kappa, self.aux_error)
+        return base + model_output.float()
 
     def step(self, x0_pred: torch.Tensor, index: int, sample: torch.Tensor, weight: torch.Tensor,
              noise: torch.Tensor | None) -> torch.Tensor:

@@ -75,15 +75,19 @@ class DenoiserTask:
 
     def __init__(self, aux_net: nn.Module, encoder: Encoder | None, critic=None, base_width: int = 32,
                  channel_mult: tuple[int, ...] = (1, 2, 2), num_res_blocks: int = 1, attention_heads: int = 4,
-                 residual_base: str = "aux", fft_weight: float = 0.05, null_prob: float = 0.15,
-                 critic_prob: float = 0.25, grid_prob: float = 0.5, scheduler: ResShiftScheduler | None = None,
+                 residual_base: str = "blend", aux_error: float = 0.06, fft_weight: float = 0.05,
+                 null_prob: float = 0.15, critic_prob: float = 0.25, grid_prob: float = 0.5,
                  val_pairs: PairedSet | None = None, val_steps: int = 5):
+        """``residual_base="blend"``: the UNet adds nothing itself and the scheduler adds its output to
+        the blend of x_τ and g(y) (prediction type "blend", σ_g = ``aux_error``)."""
+        blend = residual_base == "blend"
         self.model = DenoiserUNet(base_width=base_width, channel_mult=channel_mult, num_res_blocks=num_res_blocks,
-                                  attention_heads=attention_heads, context_dim=384, residual_base=residual_base)
+                                  attention_heads=attention_heads, context_dim=384,
+                                  residual_base="none" if blend else residual_base)
         self.aux_net = aux_net.eval().requires_grad_(False)
         self.encoder = encoder
         self.critic = critic
-        self.scheduler = scheduler or ResShiftScheduler()
+        self.scheduler = ResShiftScheduler(prediction_type="blend" if blend else "sample", aux_error=aux_error)
         self.fft_weight = fft_weight
         self.null_prob = null_prob if encoder is not None else 1.0
         self.critic_prob = critic_prob if critic is not None else 0.0
@@ -120,7 +124,7 @@ class DenoiserTask:
         context, mask = pad_prior([None if t is None else self.encoder(t) for t in texts], 384)
         if context is not None:
             context, mask = context.to(lr.device), mask.to(lr.device)
-        prediction = model(x_t, tau, up, aux, context, mask)
+        prediction = self.scheduler.predict_x0(model(x_t, tau, up, aux, context, mask), eta, x_t, up, aux, weight)
         loss, parts = denoiser_loss(prediction, hr, self.fft_weight)
         return loss, {**parts, "null_prior": sum(t is None for t in texts) / len(texts)}
 
@@ -134,7 +138,8 @@ class DenoiserTask:
             aux = evaluate("aux", pairs, aux_net=self.aux_net)
             self._baselines = {"bicubic_psnr_y": bicubic["psnr_y"], "aux_psnr_y": aux["psnr_y"],
                                "aux_sharpness": aux["sharpness"]}
-        ours = evaluate("qusr", pairs, aux_net=self.aux_net, denoiser=model, steps=self.val_steps)
+        ours = evaluate("qusr", pairs, aux_net=self.aux_net, denoiser=model, steps=self.val_steps,
+                        scheduler=self.scheduler)
         return {"qusr_psnr_y": ours["psnr_y"], "qusr_ssim_y": ours["ssim_y"], "qusr_sharpness": ours["sharpness"],
                 **self._baselines}
 
