@@ -64,7 +64,7 @@ def test_aux_overfits_a_fixed_batch_and_saves_a_loadable_checkpoint(tmp_path, ba
     task = AuxTask(num_feat=8, num_conv=2)
     path = train(task, lambda start: itertools.repeat(batch, 40 - start), quick_config(40), tmp_path)
     losses = train_losses(tmp_path)
-    assert losses[-1] < 0.8 * losses[0]
+    assert losses[-1] < 0.9 * losses[0]  # it starts as bicubic, already near the target
     model = load_checkpoint(path, role="aux")
     assert isinstance(model, CompactSR) and model.config["num_feat"] == 8
     info = checkpoint_info(path)
@@ -213,3 +213,28 @@ def test_cli_trains_and_resumes(tmp_path, photo_dir):
     steps = [r["step"] for r in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines())
              if r["type"] == "train"]
     assert steps == [3, 5]
+
+
+def test_cli_trained_blend_denoiser_runs_in_the_engine(tmp_path, photo_dir):
+    from qusr_cli.bundle import load_bundle
+    from qusr_cli.upscaler import UpscaleOptions, Upscaler
+
+    runner = CliRunner()
+    common = ["--data", str(photo_dir), "--batch", "2", "--crop", "32", "--workers", "0", "--val-every", "0",
+              "--steps", "3", "--width", "8"]
+    aux = runner.invoke(train_app, ["aux", "--out", str(tmp_path / "aux"), "--depth", "1", *common])
+    assert aux.exit_code == 0, aux.output
+    denoiser = runner.invoke(train_app, ["denoiser", "--out", str(tmp_path / "den"), "--no-text", "--channel-mult",
+                                         "1,2", "--aux", str(tmp_path / "aux" / "aux.safetensors"), *common])
+    assert denoiser.exit_code == 0, denoiser.output
+    bundle = load_bundle("trained", {"aux": tmp_path / "aux" / "aux.safetensors",
+                                     "denoiser": tmp_path / "den" / "denoiser.safetensors"})
+    scheduler = bundle.settings.scheduler()
+    assert scheduler.prediction_type == "blend" and scheduler.aux_error == pytest.approx(0.06)
+    assert bundle.denoiser.residual_base == "none"
+    lr = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    out = Upscaler(bundle, device=torch.device("cpu"), dtype=torch.float32).upscale(
+        lr, UpscaleOptions(steps=2)).image
+    assert out.shape == (1, 3, 64, 64)
+    # The UNet's own output is a small correction; only with the blend added is the result the photo.
+    assert abs(float(out.mean()) - float(lr.mean())) < 0.05

@@ -6,6 +6,7 @@ Each command writes ``<out>/<role>.safetensors`` (EMA weights, fp16, loadable by
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,19 @@ import typer
 from qusr_cli.train.dataset import DegradedCrops, make_loader
 from qusr_cli.train.loop import LoopConfig, train
 from qusr_cli.train.validate import DEFAULT_VAL_DIR, load_pairs
+
+
+class AuxUpsample(str, Enum):
+    bicubic = "bicubic"
+    nearest = "nearest"
+
+
+class ResidualBase(str, Enum):
+    blend = "blend"
+    aux = "aux"
+    up = "up"
+    none = "none"
+
 
 train_app = typer.Typer(help="Train the aux net, the learned critic or the denoiser on a folder of HR photos.",
                         no_args_is_help=True)
@@ -67,12 +81,14 @@ def aux_command(data: DataOpt, out: OutOpt, steps: StepsOpt = 2000, batch: Batch
                 workers: WorkersOpt = 1, warmup: WarmupOpt = 100, amp: AmpOpt = "auto",
                 val_dir: ValDirOpt = DEFAULT_VAL_DIR, max_images: MaxImagesOpt = 0,
                 num_feat: Annotated[int, typer.Option("--width", help="CompactSR channels.")] = 48,
-                num_conv: Annotated[int, typer.Option("--depth", help="CompactSR 3x3 conv layers.")] = 10) -> None:
+                num_conv: Annotated[int, typer.Option("--depth", help="CompactSR 3x3 conv layers.")] = 10,
+                upsample: Annotated[AuxUpsample, typer.Option(
+                    "--upsample", help="What g's output is a residual over.")] = AuxUpsample.bicubic) -> None:
     """Auxiliary fidelity net g (CompactSR), L1 to the HR crop."""
     from qusr_cli.train.aux import AuxTask
 
     config = _loop_config(steps, batch, lr, threads, device, seed, val_every, save_every, workers, warmup, amp)
-    task = AuxTask(num_feat=num_feat, num_conv=num_conv, val_pairs=_pairs(val_dir, val_every))
+    task = AuxTask(num_feat=num_feat, num_conv=num_conv, upsample=upsample.value, val_pairs=_pairs(val_dir, val_every))
     dataset = DegradedCrops(data, crop=crop, seed=seed, images=slice(max_images or None))
     _train(task, dataset, data, out, crop, config, resume)
 
@@ -116,9 +132,13 @@ def denoiser_command(data: DataOpt, out: OutOpt,
                          "--critic", help="Learned critic checkpoint; without it every prior is written "
                                           "from the true parameters.")] = None,
                      width: Annotated[int, typer.Option("--width", help="UNet base width.")] = 32,
-                     residual_base: Annotated[str, typer.Option(
-                         "--residual-base", help="What the UNet's output is added to: aux (g), up (bicubic) "
-                                                 "or none.")] = "aux",
+                     aux_error: Annotated[float, typer.Option(
+                         "--aux-error", min=1e-3, help="σ_g of the blend: typical per-pixel error of g on "
+                                                       "[0, 1] pixels.")] = 0.06,
+                     residual_base: Annotated[ResidualBase, typer.Option(
+                         "--residual-base", help="What the UNet's output is added to: blend (of x_τ and g, "
+                                                 "weighted by their noise), aux (g), up (bicubic) or none.")]
+                     = ResidualBase.blend,
                      channel_mult: Annotated[str, typer.Option("--channel-mult", help="Width multipliers per level.")]
                      = "1,2,2",
                      fft_weight: Annotated[float, typer.Option("--fft-weight", help="λ of the FFT-magnitude L1.")]
@@ -143,8 +163,8 @@ def denoiser_command(data: DataOpt, out: OutOpt,
         encoder = TextEncoder(source="minilm").encode
     task = DenoiserTask(load_checkpoint(aux, role="aux"), encoder,
                         critic=LearnedCritic(critic) if critic else None, base_width=width,
-                        channel_mult=tuple(int(m) for m in channel_mult.split(",")), residual_base=residual_base,
-                        fft_weight=fft_weight,
+                        channel_mult=tuple(int(m) for m in channel_mult.split(",")), residual_base=residual_base.value,
+                        aux_error=aux_error, fft_weight=fft_weight,
                         null_prob=null_prob, critic_prob=critic_prob, val_pairs=_pairs(val_dir, val_every))
     dataset = DegradedCrops(data, crop=crop, seed=seed, images=slice(max_images or None))
     # The engine reads these two entries back from the header to sample as the denoiser was trained.
@@ -171,8 +191,9 @@ def validate_command(aux: Annotated[Path, typer.Option("--aux", help="Aux checkp
     from rich.console import Console
     from rich.table import Table
 
+    from qusr_cli.bundle import DiffusionSettings
     from qusr_cli.train.validate import evaluate
-    from qusr_cli.weights.checkpoint import load_checkpoint
+    from qusr_cli.weights.checkpoint import checkpoint_info, load_checkpoint
 
     torch.set_num_threads(threads)
     pairs = load_pairs(val_dir)
@@ -180,8 +201,9 @@ def validate_command(aux: Annotated[Path, typer.Option("--aux", help="Aux checkp
     results = {"bicubic": evaluate("bicubic", pairs), "aux (g alone)": evaluate("aux", pairs, aux_net=aux_net)}
     if denoiser is not None:
         model = load_checkpoint(denoiser, role="denoiser")
+        scheduler = DiffusionSettings.from_info(checkpoint_info(denoiser)).scheduler()
         results[f"qusr {steps} steps, null prior"] = evaluate("qusr", pairs, aux_net=aux_net, denoiser=model,
-                                                              steps=steps, seed=seed)
+                                                              steps=steps, seed=seed, scheduler=scheduler)
         if critic is not None:
             from qusr_cli.prior.learned_critic import LearnedCritic
             from qusr_cli.prior.text_encoder import TextEncoder
@@ -189,7 +211,8 @@ def validate_command(aux: Annotated[Path, typer.Option("--aux", help="Aux checkp
             judge, encoder = LearnedCritic(critic), TextEncoder(source="minilm")
             contexts = [encoder.encode(judge.assess(pairs.lr[i:i + 1]).critique) for i in range(len(pairs.lr))]
             results[f"qusr {steps} steps, learned-critic prior"] = evaluate(
-                "qusr", pairs, aux_net=aux_net, denoiser=model, steps=steps, seed=seed, contexts=contexts)
+                "qusr", pairs, aux_net=aux_net, denoiser=model, steps=steps, seed=seed, contexts=contexts,
+                scheduler=scheduler)
     table = Table(title=f"{val_dir} ({len(pairs.lr)} pairs), Y channel, 4-px border")
     for column in ("method", "PSNR-Y (dB)", "SSIM-Y", "sharpness (grad. energy / GT)"):
         table.add_column(column)

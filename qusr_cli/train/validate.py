@@ -101,8 +101,11 @@ def upscale_qusr(denoiser: nn.Module, aux_net: nn.Module, lr: torch.Tensor, step
 
 def evaluate(method: str, pairs: PairedSet, aux_net: nn.Module | None = None, denoiser: nn.Module | None = None,
              steps: int = 5, seed: int = 0, contexts: list[tuple[torch.Tensor, torch.Tensor] | None] | None = None,
-             chunk: int = 8) -> dict[str, float]:
-    """Scores of one method ("bicubic", "aux" or "qusr") on the pairs; ``contexts`` gives per-image priors."""
+             chunk: int = 8, scheduler: ResShiftScheduler | None = None) -> dict[str, float]:
+    """Scores of one method ("bicubic", "aux" or "qusr") on the pairs; ``contexts`` gives per-image priors.
+
+    ``scheduler`` must be the one the denoiser was trained with (its header's ``scheduler`` entry).
+    """
     outputs = []
     for start in range(0, len(pairs.lr), chunk):
         lr = pairs.lr[start:start + chunk]
@@ -116,7 +119,7 @@ def evaluate(method: str, pairs: PairedSet, aux_net: nn.Module | None = None, de
                 prior = contexts[start + offset] if contexts else None
                 context, mask = prior if prior is not None else (None, None)
                 outputs.append(upscale_qusr(denoiser, aux_net, lr[offset:offset + 1], steps, seed + start + offset,
-                                            context, mask))
+                                            context, mask, scheduler))
         else:
             raise ValueError(f"unknown method {method!r}")
     output = torch.cat(outputs)
