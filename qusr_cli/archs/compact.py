@@ -32,6 +32,12 @@ class CompactSR(nn.Module):
         layers.append(nn.Conv2d(num_feat, in_channels * scale * scale, 3, padding=1))
         self.body = nn.Sequential(*layers)
         self.upsample = nn.PixelShuffle(scale)
+        # PyTorch's default conv init shrinks activations about 3x per layer, so a fresh plain stack
+        # hands the last conv almost nothing; He init for PReLU's starting slope keeps them alive.
+        for layer in self.body[:-1]:
+            if isinstance(layer, nn.Conv2d):
+                nn.init.kaiming_normal_(layer.weight, a=0.25)
+                nn.init.zeros_(layer.bias)
         if upsample == "bicubic":
             nn.init.zeros_(self.body[-1].weight)
             nn.init.zeros_(self.body[-1].bias)
