@@ -238,3 +238,24 @@ def test_cli_trained_blend_denoiser_runs_in_the_engine(tmp_path, photo_dir):
     assert out.shape == (1, 3, 64, 64)
     # The UNet's own output is a small correction; only with the blend added is the result the photo.
     assert abs(float(out.mean()) - float(lr.mean())) < 0.05
+
+
+def test_hr_scales_give_crops_of_whole_scenes_and_close_ups(tmp_path):
+    # A horizontal ramp 0 → 255 across 128 px: a 32-px crop of the photo as it is spans a quarter of
+    # the ramp, one of the photo shrunk to a quarter spans all of it.
+    ramp = np.tile(np.linspace(0, 255, 128, dtype=np.float32)[None, :, None], (128, 1, 3))
+    Image.fromarray(ramp.round().astype(np.uint8)).save(tmp_path / "ramp.png")
+    crops = DegradedCrops(tmp_path, crop=32, seed=0, hr_scales=(1.0, 0.25, 0.2))
+    assert [tuple(level.shape[-2:]) for level in crops.levels[0]] == [(128, 128), (32, 32)]  # 0.2 is too small
+    spans = [float(crops[i]["hr"].amax() - crops[i]["hr"].amin()) for i in range(40)]
+    assert min(spans) < 0.35 and max(spans) > 0.9
+
+
+def test_cli_reports_bad_training_data_in_one_line(tmp_path):
+    runner = CliRunner()
+    missing = runner.invoke(train_app, ["aux", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    assert "Traceback" not in missing.output
+    bad_scale = runner.invoke(train_app, ["aux", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                                          "--hr-scales", "1,x"])
+    assert bad_scale.exit_code == 2 and "comma-separated" in bad_scale.output

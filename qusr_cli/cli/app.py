@@ -41,5 +41,8 @@ app.add_typer(train_app, name="train")
 
 
 def main() -> None:
-    with one_line_errors():
-        app()
+    try:
+        with one_line_errors():
+            app()
+    except typer.Exit as exc:  # raised outside Typer's own handling, so exit here without a traceback
+        raise SystemExit(exc.exit_code) from None

@@ -6,6 +6,9 @@ Each command writes ``<out>/<role>.safetensors`` (EMA weights, fp16, loadable by
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +16,8 @@ from typing import Annotated
 import torch
 import typer
 
+from qusr_cli.cli.common import one_line_errors
+from qusr_cli.errors import InputError
 from qusr_cli.train.dataset import DegradedCrops, make_loader
 from qusr_cli.train.loop import LoopConfig, train
 from qusr_cli.train.validate import DEFAULT_VAL_DIR, load_pairs
@@ -52,6 +57,41 @@ ValDirOpt = Annotated[Path, typer.Option("--val-dir", help="Paired lq/ gt/ folde
 MaxImagesOpt = Annotated[int, typer.Option("--max-images", min=0, help="Use only the first N photos (0: all).")]
 
 
+def _numbers(text: str, kind: type) -> tuple:
+    try:
+        return tuple(kind(part) for part in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
+
+
+HrScalesOpt = Annotated[str, typer.Option(
+    "--hr-scales", help="Photos are also shrunk by these factors and crops drawn from every level "
+                        "(1: as they are).")]
+
+
+def _one_line_errors(command: Callable) -> Callable:
+    """Run a command inside :func:`one_line_errors`, as the other commands do."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        with one_line_errors():
+            return command(*args, **kwargs)
+    return wrapper
+
+
+@contextmanager
+def _data_errors() -> Iterator[None]:
+    """A missing data folder, a folder without photos or bad crop options end the command with one line."""
+    try:
+        yield
+    except (FileNotFoundError, ValueError) as exc:
+        raise InputError(str(exc)) from None
+
+
+def _crops(data: Path, **options) -> DegradedCrops:
+    with _data_errors():
+        return DegradedCrops(data, **options)
+
+
 def _loop_config(steps: int, batch: int, lr: float, threads: int, device: str, seed: int, val_every: int,
                  save_every: int, workers: int, warmup: int, amp: str) -> LoopConfig:
     # Seeded before the task builds its model, so the initial weights repeat too.
@@ -68,6 +108,7 @@ def _pairs(val_dir: Path, val_every: int):
 def _train(task, dataset: DegradedCrops, data: Path, out: Path, crop: int, config: LoopConfig, resume: bool,
            extra: dict | None = None) -> None:
     info = {"data": str(data.resolve()), "crop": crop, "images": len(dataset.images),
+            "hr_scales": list(dataset.hr_scales),
             "degradation": dataset.config.as_dict(), **(extra or {})}
     path = train(task, lambda start: make_loader(dataset, config.batch, start, config.steps, config.num_workers),
                  config, out, resume=resume, info=info)
@@ -75,11 +116,13 @@ def _train(task, dataset: DegradedCrops, data: Path, out: Path, crop: int, confi
 
 
 @train_app.command("aux")
+@_one_line_errors
 def aux_command(data: DataOpt, out: OutOpt, steps: StepsOpt = 2000, batch: BatchOpt = 16, crop: CropOpt = 256,
                 lr: LrOpt = 5e-4, threads: ThreadsOpt = 1, device: DeviceOpt = "auto", seed: SeedOpt = 0,
                 resume: ResumeOpt = True, val_every: ValEveryOpt = 500, save_every: SaveEveryOpt = 100,
                 workers: WorkersOpt = 1, warmup: WarmupOpt = 100, amp: AmpOpt = "auto",
                 val_dir: ValDirOpt = DEFAULT_VAL_DIR, max_images: MaxImagesOpt = 0,
+                hr_scales: HrScalesOpt = "1,0.7,0.5,0.35",
                 num_feat: Annotated[int, typer.Option("--width", help="CompactSR channels.")] = 48,
                 num_conv: Annotated[int, typer.Option("--depth", help="CompactSR 3x3 conv layers.")] = 10,
                 upsample: Annotated[AuxUpsample, typer.Option(
@@ -89,11 +132,13 @@ def aux_command(data: DataOpt, out: OutOpt, steps: StepsOpt = 2000, batch: Batch
 
     config = _loop_config(steps, batch, lr, threads, device, seed, val_every, save_every, workers, warmup, amp)
     task = AuxTask(num_feat=num_feat, num_conv=num_conv, upsample=upsample.value, val_pairs=_pairs(val_dir, val_every))
-    dataset = DegradedCrops(data, crop=crop, seed=seed, images=slice(max_images or None))
+    dataset = _crops(data, crop=crop, seed=seed, images=slice(max_images or None),
+                            hr_scales=_numbers(hr_scales, float))
     _train(task, dataset, data, out, crop, config, resume)
 
 
 @train_app.command("critic")
+@_one_line_errors
 def critic_command(data: DataOpt, out: OutOpt, steps: StepsOpt = 600, batch: BatchOpt = 32, crop: CropOpt = 256,
                    lr: LrOpt = 1e-3, threads: ThreadsOpt = 1, device: DeviceOpt = "auto", seed: SeedOpt = 0,
                    resume: ResumeOpt = True, val_every: ValEveryOpt = 200, save_every: SaveEveryOpt = 100,
@@ -110,17 +155,19 @@ def critic_command(data: DataOpt, out: OutOpt, steps: StepsOpt = 600, batch: Bat
     from qusr_cli.train.dataset import fixed_batch, list_images
 
     config = _loop_config(steps, batch, lr, threads, device, seed, val_every, save_every, workers, warmup, amp)
-    count = len(list_images(data))
+    with _data_errors():
+        count = len(list_images(data))
     holdout = held_out_images(count)
     train_images = [i for i in range(count) if i not in holdout]
-    evaluation = fixed_batch(DegradedCrops(data, crop=crop, seed=seed + 1_000_003, images=holdout), range(held_out))
+    evaluation = fixed_batch(_crops(data, crop=crop, seed=seed + 1_000_003, images=holdout), range(held_out))
     task = CriticTask(width=width, held_out=evaluation)
-    dataset = DegradedCrops(data, crop=crop, seed=seed, images=train_images)
+    dataset = _crops(data, crop=crop, seed=seed, images=train_images)
     _train(task, dataset, data, out, crop, config, resume,
            {"held_out_images": [list_images(data)[i].name for i in holdout]})
 
 
 @train_app.command("denoiser")
+@_one_line_errors
 def denoiser_command(data: DataOpt, out: OutOpt,
                      aux: Annotated[Path, typer.Option("--aux", help="Trained aux checkpoint (frozen g).")],
                      steps: StepsOpt = 4000, batch: BatchOpt = 8, crop: CropOpt = 256, lr: LrOpt = 2e-4,
@@ -128,6 +175,7 @@ def denoiser_command(data: DataOpt, out: OutOpt,
                      resume: ResumeOpt = True, val_every: ValEveryOpt = 500, save_every: SaveEveryOpt = 100,
                      workers: WorkersOpt = 1, warmup: WarmupOpt = 200, amp: AmpOpt = "auto",
                      val_dir: ValDirOpt = DEFAULT_VAL_DIR, max_images: MaxImagesOpt = 0,
+                     hr_scales: HrScalesOpt = "1,0.7,0.5,0.35",
                      critic: Annotated[Path | None, typer.Option(
                          "--critic", help="Learned critic checkpoint; without it every prior is written "
                                           "from the true parameters.")] = None,
@@ -163,10 +211,11 @@ def denoiser_command(data: DataOpt, out: OutOpt,
         encoder = TextEncoder(source="minilm").encode
     task = DenoiserTask(load_checkpoint(aux, role="aux"), encoder,
                         critic=LearnedCritic(critic) if critic else None, base_width=width,
-                        channel_mult=tuple(int(m) for m in channel_mult.split(",")), residual_base=residual_base.value,
+                        channel_mult=_numbers(channel_mult, int), residual_base=residual_base.value,
                         aux_error=aux_error, fft_weight=fft_weight,
                         null_prob=null_prob, critic_prob=critic_prob, val_pairs=_pairs(val_dir, val_every))
-    dataset = DegradedCrops(data, crop=crop, seed=seed, images=slice(max_images or None))
+    dataset = _crops(data, crop=crop, seed=seed, images=slice(max_images or None),
+                            hr_scales=_numbers(hr_scales, float))
     # The engine reads these two entries back from the header to sample as the denoiser was trained.
     diffusion = {"floor": DEFAULT_FLOOR, "psi_max": DEFAULT_PSI_MAX, **({"text_encoder": "minilm"} if text else {})}
     _train(task, dataset, data, out, crop, config, resume,
@@ -175,6 +224,7 @@ def denoiser_command(data: DataOpt, out: OutOpt,
 
 
 @train_app.command("validate")
+@_one_line_errors
 def validate_command(aux: Annotated[Path, typer.Option("--aux", help="Aux checkpoint (g).")],
                      denoiser: Annotated[Path | None, typer.Option("--denoiser", help="Denoiser checkpoint.")] = None,
                      critic: Annotated[Path | None, typer.Option(

@@ -43,11 +43,26 @@ def augment(crop: torch.Tensor, code: int) -> torch.Tensor:
     return torch.rot90(crop, k=code >> 1, dims=(-2, -1))
 
 
+def downscaled(image: torch.Tensor, factor: float) -> torch.Tensor:
+    """A (3, H, W) uint8 image shrunk by ``factor`` ≤ 1 with antialiasing (still a clean HR image)."""
+    if factor == 1.0:
+        return image
+    size = [max(1, round(side * factor)) for side in image.shape[-2:]]
+    small = torch.nn.functional.interpolate(image[None].float(), size=size, mode="bicubic", antialias=True)
+    return small[0].round().clamp(0, 255).to(torch.uint8)
+
+
 class DegradedCrops(Dataset):
-    """``dataset[i]`` → {"hr": (3, crop, crop), "lr": (3, crop/s, crop/s), "params": {name: float}}."""
+    """``dataset[i]`` → {"hr": (3, crop, crop), "lr": (3, crop/s, crop/s), "params": {name: float}}.
+
+    ``hr_scales``: each photo is also kept shrunk by these factors (levels smaller than the crop are
+    dropped) and a crop comes from a random level, so crops hold whole scenes as well as close-ups,
+    as the LR photos people upscale do; (1.0,) keeps the photos as they are.
+    """
 
     def __init__(self, folder: str | Path, crop: int = 256, seed: int = 0,
-                 config: DegradationConfig | None = None, images: slice | list[int] = slice(None)):
+                 config: DegradationConfig | None = None, images: slice | list[int] = slice(None),
+                 hr_scales: tuple[float, ...] = (1.0,)):
         self.config = config or DegradationConfig()
         if crop % self.config.scale:
             raise ValueError(f"crop {crop} must be a multiple of the scale {self.config.scale}")
@@ -59,6 +74,11 @@ class DegradedCrops(Dataset):
         small = [p.name for p, im in zip(files, self.images) if min(im.shape[-2:]) < crop]
         if small:
             raise ValueError(f"images smaller than the {crop}px crop: {', '.join(small)}")
+        if not hr_scales or any(not 0.0 < f <= 1.0 for f in hr_scales):
+            raise ValueError(f"HR scales must lie in (0, 1], not {hr_scales}")
+        self.hr_scales = tuple(hr_scales)
+        self.levels = [[level for level in (downscaled(im, f) for f in self.hr_scales)
+                        if min(level.shape[-2:]) >= crop] for im in self.images]
         self.crop = crop
         self.seed = seed
 
@@ -67,7 +87,9 @@ class DegradedCrops(Dataset):
         return 2 ** 62
 
     def hr_crop(self, rng: np.random.Generator) -> torch.Tensor:
-        image = self.images[int(rng.integers(len(self.images)))]
+        levels = self.levels[int(rng.integers(len(self.images)))]
+        # With one scale no draw is made, so runs from before ``hr_scales`` existed draw the same samples.
+        image = levels[int(rng.integers(len(levels)))] if len(self.hr_scales) > 1 else levels[0]
         height, width = image.shape[-2:]
         top = int(rng.integers(height - self.crop + 1))
         left = int(rng.integers(width - self.crop + 1))
