@@ -230,7 +230,10 @@ def test_cli_trained_blend_denoiser_runs_in_the_engine(tmp_path, photo_dir):
     bundle = load_bundle("trained", {"aux": tmp_path / "aux" / "aux.safetensors",
                                      "denoiser": tmp_path / "den" / "denoiser.safetensors"})
     scheduler = bundle.settings.scheduler()
-    assert scheduler.prediction_type == "blend" and scheduler.aux_error == pytest.approx(0.06)
+    # σ_g was measured on training crops, printed, and stored for the engine
+    printed = float(denoiser.output.split("σ_g of g on 64 training crops: ")[1].split()[0])
+    assert scheduler.prediction_type == "blend" and scheduler.aux_error == pytest.approx(printed, abs=5e-5)
+    assert 0.005 < scheduler.aux_error < 0.5
     assert bundle.denoiser.residual_base == "none"
     lr = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     out = Upscaler(bundle, device=torch.device("cpu"), dtype=torch.float32).upscale(
@@ -259,3 +262,15 @@ def test_cli_reports_bad_training_data_in_one_line(tmp_path):
     bad_scale = runner.invoke(train_app, ["aux", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                                           "--hr-scales", "1,x"])
     assert bad_scale.exit_code == 2 and "comma-separated" in bad_scale.output
+
+
+def test_measured_aux_error_is_the_rms_error_of_g(photo_dir):
+    from qusr_cli.aux_sr import bicubic_upsample
+    from qusr_cli.train.denoiser import measure_aux_error
+
+    crops = DegradedCrops(photo_dir, crop=32, seed=3)
+    fresh_g = CompactSR(num_feat=4, num_conv=1, upsample="bicubic")  # equals bicubic until trained
+    samples = [crops[2 ** 61 + i] for i in range(10)]
+    lr, hr = torch.stack([s["lr"] for s in samples]), torch.stack([s["hr"] for s in samples])
+    expected = float(((bicubic_upsample(lr).clamp(0, 1) - hr) ** 2).mean().sqrt())
+    assert measure_aux_error(fresh_g, crops, count=10, batch=4) == pytest.approx(expected, rel=1e-5)

@@ -180,9 +180,9 @@ def denoiser_command(data: DataOpt, out: OutOpt,
                          "--critic", help="Learned critic checkpoint; without it every prior is written "
                                           "from the true parameters.")] = None,
                      width: Annotated[int, typer.Option("--width", help="UNet base width.")] = 32,
-                     aux_error: Annotated[float, typer.Option(
-                         "--aux-error", min=1e-3, help="σ_g of the blend: typical per-pixel error of g on "
-                                                       "[0, 1] pixels.")] = 0.06,
+                     aux_error: Annotated[float | None, typer.Option(
+                         "--aux-error", min=1e-3, help="σ_g of the blend: RMS error of g on [0, 1] pixels "
+                                                       "(default: measured on 64 training crops).")] = None,
                      residual_base: Annotated[ResidualBase, typer.Option(
                          "--residual-base", help="What the UNet's output is added to: blend (of x_τ and g, "
                                                  "weighted by their noise), aux (g), up (bicubic) or none.")]
@@ -199,7 +199,7 @@ def denoiser_command(data: DataOpt, out: OutOpt,
                                                         help="Train with text priors (MiniLM).")] = True) -> None:
     """Residual-shift denoiser, with the frozen aux net g and critique priors."""
     from qusr_cli.prior.learned_critic import LearnedCritic
-    from qusr_cli.train.denoiser import DenoiserTask
+    from qusr_cli.train.denoiser import DenoiserTask, measure_aux_error
     from qusr_cli.uncertainty import DEFAULT_FLOOR, DEFAULT_PSI_MAX
     from qusr_cli.weights.checkpoint import load_checkpoint
 
@@ -209,13 +209,17 @@ def denoiser_command(data: DataOpt, out: OutOpt,
         from qusr_cli.prior.text_encoder import TextEncoder
 
         encoder = TextEncoder(source="minilm").encode
-    task = DenoiserTask(load_checkpoint(aux, role="aux"), encoder,
+    aux_net = load_checkpoint(aux, role="aux")
+    dataset = _crops(data, crop=crop, seed=seed, images=slice(max_images or None),
+                     hr_scales=_numbers(hr_scales, float))
+    if aux_error is None and residual_base is ResidualBase.blend:
+        aux_error = measure_aux_error(aux_net, dataset)
+        typer.echo(f"σ_g of g on 64 training crops: {aux_error:.4f}")
+    task = DenoiserTask(aux_net, encoder,
                         critic=LearnedCritic(critic) if critic else None, base_width=width,
                         channel_mult=_numbers(channel_mult, int), residual_base=residual_base.value,
-                        aux_error=aux_error, fft_weight=fft_weight,
+                        fft_weight=fft_weight, **({} if aux_error is None else {"aux_error": aux_error}),
                         null_prob=null_prob, critic_prob=critic_prob, val_pairs=_pairs(val_dir, val_every))
-    dataset = _crops(data, crop=crop, seed=seed, images=slice(max_images or None),
-                            hr_scales=_numbers(hr_scales, float))
     # The engine reads these two entries back from the header to sample as the denoiser was trained.
     diffusion = {"floor": DEFAULT_FLOOR, "psi_max": DEFAULT_PSI_MAX, **({"text_encoder": "minilm"} if text else {})}
     _train(task, dataset, data, out, crop, config, resume,

@@ -37,6 +37,24 @@ def sample_tau(batch: int, grid_prob: float = 0.5, jitter: float = 0.02,
     return torch.where(use_grid, snapped, uniform).clamp(0.0, 1.0)
 
 
+@torch.no_grad()
+def measure_aux_error(aux_net: nn.Module, dataset, count: int = 64, batch: int = 16,
+                      first_index: int = 2 ** 61) -> float:
+    """σ_g = √(mean (g(y) − x0)²) over ``count`` degraded training crops: the blend's ``aux_error``.
+
+    The crops are drawn far from the indices training uses, so they are fresh but from the same
+    distribution; the result is a function of the dataset's seed, so a resumed run gets it again.
+    """
+    squared, pixels = 0.0, 0
+    for start in range(first_index, first_index + count, batch):
+        samples = [dataset[i] for i in range(start, min(start + batch, first_index + count))]
+        lr, hr = torch.stack([s["lr"] for s in samples]), torch.stack([s["hr"] for s in samples])
+        error = auxiliary_estimate(aux_net, lr) - hr
+        squared += float((error ** 2).sum())
+        pixels += error.numel()
+    return (squared / pixels) ** 0.5
+
+
 def fft_magnitude_l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """L_fft = mean | |F(x̂0)| − |F(x0)| | with the orthonormal 2-D real FFT per channel."""
     spectrum_p = torch.fft.rfft2(prediction.float(), norm="ortho").abs()
