@@ -252,6 +252,8 @@ def test_hr_scales_give_crops_of_whole_scenes_and_close_ups(tmp_path):
     assert [tuple(level.shape[-2:]) for level in crops.levels[0]] == [(128, 128), (32, 32)]  # 0.2 is too small
     spans = [float(crops[i]["hr"].amax() - crops[i]["hr"].amin()) for i in range(40)]
     assert min(spans) < 0.35 and max(spans) > 0.9
+    with pytest.raises(ValueError, match="no HR scale"):
+        DegradedCrops(tmp_path, crop=32, hr_scales=(0.2,))
 
 
 def test_cli_reports_bad_training_data_in_one_line(tmp_path):

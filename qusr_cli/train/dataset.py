@@ -79,6 +79,9 @@ class DegradedCrops(Dataset):
         self.hr_scales = tuple(hr_scales)
         self.levels = [[level for level in (downscaled(im, f) for f in self.hr_scales)
                         if min(level.shape[-2:]) >= crop] for im in self.images]
+        unused = [p.name for p, levels in zip(files, self.levels) if not levels]
+        if unused:
+            raise ValueError(f"no HR scale of {', '.join(unused)} holds a {crop}px crop")
         self.crop = crop
         self.seed = seed
 
