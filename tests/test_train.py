@@ -276,3 +276,18 @@ def test_measured_aux_error_is_the_rms_error_of_g(photo_dir):
     lr, hr = torch.stack([s["lr"] for s in samples]), torch.stack([s["hr"] for s in samples])
     expected = float(((bicubic_upsample(lr).clamp(0, 1) - hr) ** 2).mean().sqrt())
     assert measure_aux_error(fresh_g, crops, count=10, batch=4) == pytest.approx(expected, rel=1e-5)
+
+
+def test_min_detail_redraws_flat_crops(tmp_path):
+    # Left half flat grey, right half fine noise: with a detail floor the flat crops are redrawn.
+    rng = np.random.default_rng(0)
+    image = np.full((64, 128, 3), 128, np.uint8)
+    image[:, 64:] = rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "half.png")
+    every = DegradedCrops(tmp_path, crop=32, seed=0)
+    detailed = DegradedCrops(tmp_path, crop=32, seed=0, min_detail=20.0)
+
+    def flat_share(crops):
+        return sum(float(crops[i]["hr"].std()) < 0.01 for i in range(40)) / 40
+
+    assert flat_share(every) > 0.2 and flat_share(detailed) == 0.0

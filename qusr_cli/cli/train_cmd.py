@@ -64,6 +64,9 @@ def _numbers(text: str, kind: type) -> tuple:
         raise typer.BadParameter(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
 
 
+MinDetailOpt = Annotated[float, typer.Option(
+    "--min-detail", min=0.0, help="Redraw HR crops whose mean neighbour difference (8-bit luma levels) is "
+                                  "below this (0: keep every crop).")]
 HrScalesOpt = Annotated[str, typer.Option(
     "--hr-scales", help="Photos are also shrunk by these factors and crops drawn from every level "
                         "(1: as they are).")]
@@ -108,7 +111,7 @@ def _pairs(val_dir: Path, val_every: int):
 def _train(task, dataset: DegradedCrops, data: Path, out: Path, crop: int, config: LoopConfig, resume: bool,
            extra: dict | None = None) -> None:
     info = {"data": str(data.resolve()), "crop": crop, "images": len(dataset.images),
-            "hr_scales": list(dataset.hr_scales),
+            "hr_scales": list(dataset.hr_scales), "min_detail": dataset.min_detail,
             "degradation": dataset.config.as_dict(), **(extra or {})}
     path = train(task, lambda start: make_loader(dataset, config.batch, start, config.steps, config.num_workers),
                  config, out, resume=resume, info=info)
@@ -122,7 +125,7 @@ def aux_command(data: DataOpt, out: OutOpt, steps: StepsOpt = 2000, batch: Batch
                 resume: ResumeOpt = True, val_every: ValEveryOpt = 500, save_every: SaveEveryOpt = 100,
                 workers: WorkersOpt = 1, warmup: WarmupOpt = 100, amp: AmpOpt = "auto",
                 val_dir: ValDirOpt = DEFAULT_VAL_DIR, max_images: MaxImagesOpt = 0,
-                hr_scales: HrScalesOpt = "1,0.7,0.5,0.35",
+                hr_scales: HrScalesOpt = "1,0.7,0.5,0.35", min_detail: MinDetailOpt = 6.0,
                 num_feat: Annotated[int, typer.Option("--width", help="CompactSR channels.")] = 48,
                 num_conv: Annotated[int, typer.Option("--depth", help="CompactSR 3x3 conv layers.")] = 10,
                 upsample: Annotated[AuxUpsample, typer.Option(
@@ -133,7 +136,7 @@ def aux_command(data: DataOpt, out: OutOpt, steps: StepsOpt = 2000, batch: Batch
     config = _loop_config(steps, batch, lr, threads, device, seed, val_every, save_every, workers, warmup, amp)
     task = AuxTask(num_feat=num_feat, num_conv=num_conv, upsample=upsample.value, val_pairs=_pairs(val_dir, val_every))
     dataset = _crops(data, crop=crop, seed=seed, images=slice(max_images or None),
-                            hr_scales=_numbers(hr_scales, float))
+                            hr_scales=_numbers(hr_scales, float), min_detail=min_detail)
     _train(task, dataset, data, out, crop, config, resume)
 
 
@@ -175,7 +178,7 @@ def denoiser_command(data: DataOpt, out: OutOpt,
                      resume: ResumeOpt = True, val_every: ValEveryOpt = 500, save_every: SaveEveryOpt = 100,
                      workers: WorkersOpt = 1, warmup: WarmupOpt = 200, amp: AmpOpt = "auto",
                      val_dir: ValDirOpt = DEFAULT_VAL_DIR, max_images: MaxImagesOpt = 0,
-                     hr_scales: HrScalesOpt = "1,0.7,0.5,0.35",
+                     hr_scales: HrScalesOpt = "1,0.7,0.5,0.35", min_detail: MinDetailOpt = 6.0,
                      critic: Annotated[Path | None, typer.Option(
                          "--critic", help="Learned critic checkpoint; without it every prior is written "
                                           "from the true parameters.")] = None,
@@ -211,7 +214,7 @@ def denoiser_command(data: DataOpt, out: OutOpt,
         encoder = TextEncoder(source="minilm").encode
     aux_net = load_checkpoint(aux, role="aux")
     dataset = _crops(data, crop=crop, seed=seed, images=slice(max_images or None),
-                     hr_scales=_numbers(hr_scales, float))
+                     hr_scales=_numbers(hr_scales, float), min_detail=min_detail)
     if aux_error is None and residual_base is ResidualBase.blend:
         aux_error = measure_aux_error(aux_net, dataset)
         typer.echo(f"σ_g of g on 64 training crops: {aux_error:.4f}")

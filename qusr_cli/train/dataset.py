@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from qusr_cli.train.degradations import DegradationConfig, degrade
 
+DETAIL_TRIES = 8
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 
@@ -52,17 +53,27 @@ def downscaled(image: torch.Tensor, factor: float) -> torch.Tensor:
     return small[0].round().clamp(0, 255).to(torch.uint8)
 
 
+def detail(crop: torch.Tensor) -> float:
+    """Mean absolute luma difference between neighbouring pixels (8-bit levels) of a (3, h, w) uint8 crop."""
+    luma = (0.299 * crop[0].float() + 0.587 * crop[1].float() + 0.114 * crop[2].float())
+    return float(((luma[:, 1:] - luma[:, :-1]).abs().mean() + (luma[1:] - luma[:-1]).abs().mean()) / 2)
+
+
 class DegradedCrops(Dataset):
     """``dataset[i]`` → {"hr": (3, crop, crop), "lr": (3, crop/s, crop/s), "params": {name: float}}.
 
     ``hr_scales``: each photo is also kept shrunk by these factors (levels smaller than the crop are
     dropped) and a crop comes from a random level, so crops hold whole scenes as well as close-ups,
     as the LR photos people upscale do; (1.0,) keeps the photos as they are.
+
+    ``min_detail``: a crop whose :func:`detail` is below it is drawn again (at most ``DETAIL_TRIES``
+    times, keeping the most detailed), so flat sky and bokeh do not teach the nets that blurry
+    inputs should stay blurry; 0 draws once.
     """
 
     def __init__(self, folder: str | Path, crop: int = 256, seed: int = 0,
                  config: DegradationConfig | None = None, images: slice | list[int] = slice(None),
-                 hr_scales: tuple[float, ...] = (1.0,)):
+                 hr_scales: tuple[float, ...] = (1.0,), min_detail: float = 0.0):
         self.config = config or DegradationConfig()
         if crop % self.config.scale:
             raise ValueError(f"crop {crop} must be a multiple of the scale {self.config.scale}")
@@ -84,19 +95,28 @@ class DegradedCrops(Dataset):
             raise ValueError(f"no HR scale of {', '.join(unused)} holds a {crop}px crop")
         self.crop = crop
         self.seed = seed
+        self.min_detail = min_detail
 
     def __len__(self) -> int:
         # Samples are generated, not stored; the index only seeds them.
         return 2 ** 62
 
-    def hr_crop(self, rng: np.random.Generator) -> torch.Tensor:
+    def draw_crop(self, rng: np.random.Generator) -> torch.Tensor:
         levels = self.levels[int(rng.integers(len(self.images)))]
         # With one scale no draw is made, so runs from before ``hr_scales`` existed draw the same samples.
         image = levels[int(rng.integers(len(levels)))] if len(self.hr_scales) > 1 else levels[0]
         height, width = image.shape[-2:]
         top = int(rng.integers(height - self.crop + 1))
         left = int(rng.integers(width - self.crop + 1))
-        crop = image[:, top:top + self.crop, left:left + self.crop]
+        return image[:, top:top + self.crop, left:left + self.crop]
+
+    def hr_crop(self, rng: np.random.Generator) -> torch.Tensor:
+        crop = self.draw_crop(rng)
+        if self.min_detail > 0:
+            tries = [crop]
+            while detail(tries[-1]) < self.min_detail and len(tries) < DETAIL_TRIES:
+                tries.append(self.draw_crop(rng))
+            crop = max(tries, key=detail) if detail(tries[-1]) < self.min_detail else tries[-1]
         return augment(crop, int(rng.integers(8))).float() / 255.0
 
     def __getitem__(self, index: int) -> dict:
