@@ -32,8 +32,9 @@ class CompactSR(nn.Module):
         layers.append(nn.Conv2d(num_feat, in_channels * scale * scale, 3, padding=1))
         self.body = nn.Sequential(*layers)
         self.upsample = nn.PixelShuffle(scale)
-        # PyTorch's default conv init shrinks activations about 3x per layer, so a fresh plain stack
-        # hands the last conv almost nothing; He init for PReLU's starting slope keeps them alive.
+        # With PyTorch's default conv init the features of a fresh 32x8 stack fall from std 0.22 after
+        # the first layer to about 0.03, mostly bias, from the third on: the input barely reaches the
+        # last conv. He init for PReLU's starting slope keeps it alive.
         for layer in self.body[:-1]:
             if isinstance(layer, nn.Conv2d):
                 nn.init.kaiming_normal_(layer.weight, a=0.25)
