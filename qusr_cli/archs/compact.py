@@ -33,7 +33,7 @@ class CompactSR(nn.Module):
         self.body = nn.Sequential(*layers)
         self.upsample = nn.PixelShuffle(scale)
         # With PyTorch's default conv init the features of a fresh 32x8 stack fall from std 0.22 after
-        # the first layer to about 0.03, mostly bias, from the third on: the input barely reaches the
+        # the first layer to about 0.03 from the third on (inputs in [0, 1]): the input barely reaches the
         # last conv. He init for PReLU's starting slope keeps it alive.
         for layer in self.body[:-1]:
             if isinstance(layer, nn.Conv2d):
