@@ -113,10 +113,12 @@ class DegradedCrops(Dataset):
     def hr_crop(self, rng: np.random.Generator) -> torch.Tensor:
         crop = self.draw_crop(rng)
         if self.min_detail > 0:
-            tries = [crop]
-            while detail(tries[-1]) < self.min_detail and len(tries) < DETAIL_TRIES:
-                tries.append(self.draw_crop(rng))
-            crop = max(tries, key=detail) if detail(tries[-1]) < self.min_detail else tries[-1]
+            # Every earlier try is below the floor, so the most detailed one is the first to reach it.
+            tries = [(detail(crop), crop)]
+            while tries[-1][0] < self.min_detail and len(tries) < DETAIL_TRIES:
+                crop = self.draw_crop(rng)
+                tries.append((detail(crop), crop))
+            crop = max(tries, key=lambda scored: scored[0])[1]
         return augment(crop, int(rng.integers(8))).float() / 255.0
 
     def __getitem__(self, index: int) -> dict:
