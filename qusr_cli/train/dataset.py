@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
+from qusr_cli.prior.builtin_critic import luma
 from qusr_cli.train.degradations import DegradationConfig, degrade
 
 DETAIL_TRIES = 8
@@ -55,8 +56,8 @@ def downscaled(image: torch.Tensor, factor: float) -> torch.Tensor:
 
 def detail(crop: torch.Tensor) -> float:
     """Mean absolute luma difference between neighbouring pixels (8-bit levels) of a (3, h, w) uint8 crop."""
-    luma = (0.299 * crop[0].float() + 0.587 * crop[1].float() + 0.114 * crop[2].float())
-    return float(((luma[:, 1:] - luma[:, :-1]).abs().mean() + (luma[1:] - luma[:-1]).abs().mean()) / 2)
+    plane = luma(crop)
+    return float(((plane[:, 1:] - plane[:, :-1]).abs().mean() + (plane[1:] - plane[:-1]).abs().mean()) / 2)
 
 
 class DegradedCrops(Dataset):
