@@ -136,7 +136,7 @@ def aux_command(data: DataOpt, out: OutOpt, steps: StepsOpt = 2000, batch: Batch
     config = _loop_config(steps, batch, lr, threads, device, seed, val_every, save_every, workers, warmup, amp)
     task = AuxTask(num_feat=num_feat, num_conv=num_conv, upsample=upsample.value, val_pairs=_pairs(val_dir, val_every))
     dataset = _crops(data, crop=crop, seed=seed, images=slice(max_images or None),
-                            hr_scales=_numbers(hr_scales, float), min_detail=min_detail)
+                     hr_scales=_numbers(hr_scales, float), min_detail=min_detail)
     _train(task, dataset, data, out, crop, config, resume)
 
 
