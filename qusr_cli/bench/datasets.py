@@ -13,10 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from qusr_cli.imageio import IMAGE_SUFFIXES
-
 from qusr_cli.errors import InputError
-from qusr_cli.imageio import atomic_write, read_image
+from qusr_cli.imageio import IMAGE_SUFFIXES, atomic_write, read_image
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_EVAL = Path("..") / "shared" / "data" / "eval"
