@@ -8,6 +8,7 @@ import torch
 from qusr_cli.train import kernels
 from qusr_cli.train.degradations import (
     KERNEL_TYPES,
+    LIGHT,
     DegradationConfig,
     convolve,
     degrade,
@@ -169,3 +170,18 @@ def test_label_formulas():
     assert severity(0.0, 0.0, 95.0) == pytest.approx(0.0)
     assert severity(30.0, 2.0, 30.0) == pytest.approx(1.0)
     assert severity(5.0, 0.5, 80.0) < severity(20.0, 1.5, 40.0)
+
+
+def test_light_preset_draws_first_order_mild_degradations_only():
+    hr = texture(64)
+    light = [degrade(hr, LIGHT, seed)[1] for seed in range(60)]
+    for p in light:
+        assert p["second_order"] == 0.0 and p["kernel1_size"] == 13
+        assert 0.5 <= p["resize1_scale"] <= 1.5
+        assert LIGHT.jpeg_range[0] <= p["jpeg1_quality"] <= LIGHT.jpeg_range[1]
+        assert LIGHT.jpeg_range2[0] <= p["jpeg_quality"] <= LIGHT.jpeg_range2[1]
+        if not p["noise1_poisson"]:
+            assert 1.0 <= p["noise1_level"] <= 15.0
+    heavy = [degrade(hr, DegradationConfig(), seed)[1] for seed in range(60)]
+    for label in ("noise_sigma", "blur_sigma", "severity"):
+        assert np.mean([p[label] for p in light]) < np.mean([p[label] for p in heavy])

@@ -291,3 +291,17 @@ def test_min_detail_redraws_flat_crops(tmp_path):
         return sum(float(crops[i]["hr"].std()) < 0.01 for i in range(40)) / 40
 
     assert flat_share(every) > 0.2 and flat_share(detailed) == 0.0
+
+
+def test_light_share_mixes_in_the_light_preset(photo_dir):
+    plain = DegradedCrops(photo_dir, crop=32, seed=4)
+    none = DegradedCrops(photo_dir, crop=32, seed=4, light_share=0.0)
+    assert torch.equal(plain[3]["lr"], none[3]["lr"]) and none[3]["params"]["light"] == 0.0
+    everything = DegradedCrops(photo_dir, crop=32, seed=4, light_share=1.0)
+    assert all(everything[i]["params"]["light"] == 1.0 and everything[i]["params"]["second_order"] == 0.0
+               for i in range(20))
+    mixed = DegradedCrops(photo_dir, crop=32, seed=4, light_share=0.5)
+    half = [mixed[i]["params"]["light"] for i in range(60)]
+    assert 0.25 < sum(half) / len(half) < 0.75
+    with pytest.raises(ValueError, match="light share"):
+        DegradedCrops(photo_dir, crop=32, light_share=1.5)

@@ -7,6 +7,7 @@ DataLoader workers need no random state of their own.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from qusr_cli.prior.builtin_critic import luma
-from qusr_cli.train.degradations import DegradationConfig, degrade
+from qusr_cli.train.degradations import LIGHT, DegradationConfig, degrade
 
 DETAIL_TRIES = 8
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -70,12 +71,19 @@ class DegradedCrops(Dataset):
     ``min_detail``: a crop whose :func:`detail` is below it is drawn again (at most ``DETAIL_TRIES``
     times, keeping the most detailed), so flat sky and bokeh do not teach the nets that blurry
     inputs should stay blurry; 0 draws once.
+
+    ``light_share``: the fraction of samples degraded with the milder ``LIGHT`` preset instead of
+    ``config``; their params carry ``light`` = 1.
     """
 
     def __init__(self, folder: str | Path, crop: int = 256, seed: int = 0,
                  config: DegradationConfig | None = None, images: slice | list[int] = slice(None),
-                 hr_scales: tuple[float, ...] = (1.0,), min_detail: float = 0.0):
+                 hr_scales: tuple[float, ...] = (1.0,), min_detail: float = 0.0, light_share: float = 0.0):
         self.config = config or DegradationConfig()
+        if not 0.0 <= light_share <= 1.0:
+            raise ValueError(f"the light share must lie in [0, 1], not {light_share}")
+        self.light_share = light_share
+        self.light_config = replace(LIGHT, scale=self.config.scale)
         if crop % self.config.scale:
             raise ValueError(f"crop {crop} must be a multiple of the scale {self.config.scale}")
         files = list_images(folder)
@@ -125,8 +133,10 @@ class DegradedCrops(Dataset):
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, index])
         hr = self.hr_crop(rng)
-        lr, params = degrade(hr, self.config, int(rng.integers(2 ** 62)))
-        return {"hr": hr.contiguous(), "lr": lr.contiguous(), "params": params}
+        # With no light share no draw is made, so earlier runs draw the same samples.
+        light = self.light_share > 0 and rng.uniform() < self.light_share
+        lr, params = degrade(hr, self.light_config if light else self.config, int(rng.integers(2 ** 62)))
+        return {"hr": hr.contiguous(), "lr": lr.contiguous(), "params": {**params, "light": float(light)}}
 
 
 class FromIndex(Sampler[int]):

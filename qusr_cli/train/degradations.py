@@ -69,6 +69,16 @@ class DegradationConfig:
         return asdict(self)
 
 
+# A milder, first-order-only member of the same family: the ranges of ResShift's published testing
+# degradation (its configs/degradation_testing_realesrgan.yaml). Phone and camera photos are often
+# only this degraded, and a small g trained on the heavy default alone smooths them below bicubic.
+LIGHT = DegradationConfig(
+    kernel_sizes=(13,), kernel_probs=(0.6, 0.4, 0.0, 0.0, 0.0, 0.0), blur_sigma=(0.2, 0.8),
+    betag_range=(1.0, 1.5), betap_range=(1.0, 1.2), resize_range=(0.5, 1.5), noise_range=(1.0, 15.0),
+    poisson_scale_range=(0.05, 0.3), jpeg_range=(70, 95), second_order_prob=0.0, final_sinc_prob=0.2,
+    jpeg_range2=(80, 100))
+
+
 # --------------------------------------------------------------------------------------------
 # Operations
 
