@@ -68,6 +68,21 @@ def test_step_with_true_x0_reproduces_the_forward_marginal():
     assert x_prev.std().item() == pytest.approx(2.5 * math.sqrt(eta_prev.item()) * 0.6, rel=0.02)
 
 
+def test_noise_scales_shrink_the_posterior_noise_and_the_last_step_has_its_own():
+    shape = (1, 3, 64, 64)
+    x0, x_t = torch.full(shape, 0.3), torch.full(shape, 0.5)
+    weight, noise = torch.full(shape, 0.6), torch.randn(shape, generator=torch.Generator().manual_seed(2))
+    scheduler = ResShiftScheduler(noise_scale=0.5, last_noise_scale=0.0)
+    scheduler.set_timesteps(5)
+    quiet = scheduler.step(x0, 1, x_t, weight, noise)
+    assert torch.equal(quiet, scheduler.step(x0, 1, x_t, weight, None))  # the posterior mean
+    c_noise = posterior_coefficients(float(scheduler.etas[2]), float(scheduler.etas[3]), 2.5)[2]
+    spread = (scheduler.step(x0, 3, x_t, weight, noise) - scheduler.step(x0, 3, x_t, weight, None)).std()
+    assert float(spread) == pytest.approx(0.5 * c_noise * 0.6 * float(noise.std()), rel=1e-4)
+    with pytest.raises(ValueError):
+        ResShiftScheduler(noise_scale=-1.0)
+
+
 def test_steps_out_of_range_are_rejected():
     with pytest.raises(ValueError):
         ResShiftScheduler().set_timesteps(0)
@@ -108,7 +123,7 @@ def test_predict_x0_by_prediction_type():
 
 
 def test_scheduler_config_round_trip_and_validation():
-    scheduler = ResShiftScheduler(kappa=2.0, prediction_type="blend", aux_error=0.04)
+    scheduler = ResShiftScheduler(kappa=2.0, prediction_type="blend", aux_error=0.04, last_noise_scale=0.0)
     assert ResShiftScheduler.from_config(scheduler.config) == scheduler
     assert ResShiftScheduler.from_config({"kappa": 2.0}).prediction_type == "sample"  # headers written before it
     with pytest.raises(ValueError):

@@ -67,6 +67,9 @@ def _numbers(text: str, kind: type) -> tuple:
 MinDetailOpt = Annotated[float, typer.Option(
     "--min-detail", min=0.0, help="Redraw HR crops whose mean neighbour difference (8-bit luma levels) is "
                                   "below this (0: keep every crop).")]
+LightShareOpt = Annotated[float, typer.Option(
+    "--light-share", min=0.0, max=1.0, help="Share of crops degraded with the milder first-order LIGHT preset "
+                                            "instead of the Real-ESRGAN pipeline.")]
 HrScalesOpt = Annotated[str, typer.Option(
     "--hr-scales", help="Photos are also shrunk by these factors and crops drawn from every level "
                         "(1: as they are).")]
@@ -112,7 +115,9 @@ def _train(task, dataset: DegradedCrops, data: Path, out: Path, crop: int, confi
            extra: dict | None = None) -> None:
     info = {"data": str(data.resolve()), "crop": crop, "images": len(dataset.images),
             "hr_scales": list(dataset.hr_scales), "min_detail": dataset.min_detail,
-            "degradation": dataset.config.as_dict(), **(extra or {})}
+            "degradation": dataset.config.as_dict(), "light_share": dataset.light_share,
+            **({"light_degradation": dataset.light_config.as_dict()} if dataset.light_share else {}),
+            **(extra or {})}
     path = train(task, lambda start: make_loader(dataset, config.batch, start, config.steps, config.num_workers),
                  config, out, resume=resume, info=info)
     typer.echo(str(path))
@@ -126,6 +131,7 @@ def aux_command(data: DataOpt, out: OutOpt, steps: StepsOpt = 2000, batch: Batch
                 workers: WorkersOpt = 1, warmup: WarmupOpt = 100, amp: AmpOpt = "auto",
                 val_dir: ValDirOpt = DEFAULT_VAL_DIR, max_images: MaxImagesOpt = 0,
                 hr_scales: HrScalesOpt = "1,0.7,0.5,0.35", min_detail: MinDetailOpt = 6.0,
+                light_share: LightShareOpt = 0.0,
                 num_feat: Annotated[int, typer.Option("--width", help="CompactSR channels.")] = 48,
                 num_conv: Annotated[int, typer.Option("--depth", help="CompactSR 3x3 conv layers.")] = 10,
                 upsample: Annotated[AuxUpsample, typer.Option(
@@ -136,7 +142,7 @@ def aux_command(data: DataOpt, out: OutOpt, steps: StepsOpt = 2000, batch: Batch
     config = _loop_config(steps, batch, lr, threads, device, seed, val_every, save_every, workers, warmup, amp)
     task = AuxTask(num_feat=num_feat, num_conv=num_conv, upsample=upsample.value, val_pairs=_pairs(val_dir, val_every))
     dataset = _crops(data, crop=crop, seed=seed, images=slice(max_images or None),
-                     hr_scales=_numbers(hr_scales, float), min_detail=min_detail)
+                     hr_scales=_numbers(hr_scales, float), min_detail=min_detail, light_share=light_share)
     _train(task, dataset, data, out, crop, config, resume)
 
 
@@ -146,6 +152,7 @@ def critic_command(data: DataOpt, out: OutOpt, steps: StepsOpt = 600, batch: Bat
                    lr: LrOpt = 1e-3, threads: ThreadsOpt = 1, device: DeviceOpt = "auto", seed: SeedOpt = 0,
                    resume: ResumeOpt = True, val_every: ValEveryOpt = 200, save_every: SaveEveryOpt = 100,
                    workers: WorkersOpt = 1, warmup: WarmupOpt = 50, amp: AmpOpt = "auto",
+                   light_share: LightShareOpt = 0.0,
                    held_out: Annotated[int, typer.Option("--held-out", min=1,
                                                          help="Degraded crops of held-out photos to score.")] = 192,
                    width: Annotated[int, typer.Option("--width", help="CriticNet base channels.")] = 32) -> None:
@@ -162,9 +169,10 @@ def critic_command(data: DataOpt, out: OutOpt, steps: StepsOpt = 600, batch: Bat
         count = len(list_images(data))
     holdout = held_out_images(count)
     train_images = [i for i in range(count) if i not in holdout]
-    evaluation = fixed_batch(_crops(data, crop=crop, seed=seed + 1_000_003, images=holdout), range(held_out))
+    evaluation = fixed_batch(_crops(data, crop=crop, seed=seed + 1_000_003, images=holdout,
+                                    light_share=light_share), range(held_out))
     task = CriticTask(width=width, held_out=evaluation)
-    dataset = _crops(data, crop=crop, seed=seed, images=train_images)
+    dataset = _crops(data, crop=crop, seed=seed, images=train_images, light_share=light_share)
     _train(task, dataset, data, out, crop, config, resume,
            {"held_out_images": [list_images(data)[i].name for i in holdout]})
 
@@ -179,6 +187,7 @@ def denoiser_command(data: DataOpt, out: OutOpt,
                      workers: WorkersOpt = 1, warmup: WarmupOpt = 200, amp: AmpOpt = "auto",
                      val_dir: ValDirOpt = DEFAULT_VAL_DIR, max_images: MaxImagesOpt = 0,
                      hr_scales: HrScalesOpt = "1,0.7,0.5,0.35", min_detail: MinDetailOpt = 6.0,
+                     light_share: LightShareOpt = 0.0,
                      critic: Annotated[Path | None, typer.Option(
                          "--critic", help="Learned critic checkpoint; without it every prior is written "
                                           "from the true parameters.")] = None,
@@ -199,7 +208,13 @@ def denoiser_command(data: DataOpt, out: OutOpt,
                      critic_prob: Annotated[float, typer.Option(
                          "--critic-prob", help="Share of priors from the critic's estimate.")] = 0.25,
                      text: Annotated[bool, typer.Option("--text/--no-text",
-                                                        help="Train with text priors (MiniLM).")] = True) -> None:
+                                                        help="Train with text priors (MiniLM).")] = True,
+                     noise_scale: Annotated[float, typer.Option(
+                         "--noise-scale", min=0.0, help="Sampling: scale of the reverse steps' posterior noise "
+                                                        "(1: ResShift), kept in the header.")] = 1.0,
+                     last_noise_scale: Annotated[float, typer.Option(
+                         "--last-noise-scale", min=0.0, help="Sampling: the same for the step into τ = 0, whose "
+                                                             "noise the last call cannot remove.")] = 0.0) -> None:
     """Residual-shift denoiser, with the frozen aux net g and critique priors."""
     from qusr_cli.prior.learned_critic import LearnedCritic
     from qusr_cli.train.denoiser import DenoiserTask, measure_aux_error
@@ -214,7 +229,7 @@ def denoiser_command(data: DataOpt, out: OutOpt,
         encoder = TextEncoder(source="minilm").encode
     aux_net = load_checkpoint(aux, role="aux")
     dataset = _crops(data, crop=crop, seed=seed, images=slice(max_images or None),
-                     hr_scales=_numbers(hr_scales, float), min_detail=min_detail)
+                     hr_scales=_numbers(hr_scales, float), min_detail=min_detail, light_share=light_share)
     if aux_error is None and residual_base is ResidualBase.blend:
         aux_error = measure_aux_error(aux_net, dataset)
         typer.echo(f"σ_g of g on 64 training crops: {aux_error:.4f}")
@@ -222,7 +237,8 @@ def denoiser_command(data: DataOpt, out: OutOpt,
                         critic=LearnedCritic(critic) if critic else None, base_width=width,
                         channel_mult=_numbers(channel_mult, int), residual_base=residual_base.value,
                         fft_weight=fft_weight, **({} if aux_error is None else {"aux_error": aux_error}),
-                        null_prob=null_prob, critic_prob=critic_prob, val_pairs=_pairs(val_dir, val_every))
+                        null_prob=null_prob, critic_prob=critic_prob, val_pairs=_pairs(val_dir, val_every),
+                        noise_scale=noise_scale, last_noise_scale=last_noise_scale)
     # The engine reads these two entries back from the header to sample as the denoiser was trained.
     diffusion = {"floor": DEFAULT_FLOOR, "psi_max": DEFAULT_PSI_MAX, **({"text_encoder": "minilm"} if text else {})}
     _train(task, dataset, data, out, crop, config, resume,

@@ -84,6 +84,10 @@ class ResShiftScheduler:
 
     ``prediction_type`` says what the denoiser's output is, as in diffusers: "sample" is x̂0 itself,
     "blend" a correction added to :func:`blended_x0_base` (``aux_error`` is its σ_g).
+
+    ``noise_scale`` and ``last_noise_scale`` scale the posterior noise of the reverse steps (1 is
+    ResShift's sampler); the last one is the step into τ = 0, whose noise only the final denoiser
+    call could remove, so with 0 the chain ends on the posterior mean.
     """
 
     kappa: float = 2.5
@@ -92,11 +96,15 @@ class ResShiftScheduler:
     power: float = 0.2
     prediction_type: str = "sample"
     aux_error: float = 0.06
+    noise_scale: float = 1.0
+    last_noise_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, "
                              f"not {self.prediction_type!r}")
+        if self.noise_scale < 0 or self.last_noise_scale < 0:
+            raise ValueError("noise scales must not be negative")
         self.set_timesteps(5)
 
     @classmethod
@@ -139,13 +147,16 @@ class ResShiftScheduler:
              noise: torch.Tensor | None) -> torch.Tensor:
         """One reverse step from grid point ``index`` (0-based, i = index + 1) to the one below it.
 
-        At index 0 (i = 1) η_0 = 0, so the step returns x̂0 exactly and draws no noise.
+        x_{i−1} = mean + s_i·c_noise·w·ε (:func:`posterior_coefficients`), s_i = ``last_noise_scale`` for
+        the step into index 0 and ``noise_scale`` before it. At index 0 (i = 1) η_0 = 0, so the step
+        returns x̂0 exactly and draws no noise.
         """
         if index == 0:
             return x0_pred
         c_sample, c_pred, c_noise = posterior_coefficients(float(self.etas[index - 1]), float(self.etas[index]),
                                                            self.kappa)
         out = c_sample * sample + c_pred * x0_pred
-        if noise is not None:
-            out = out + c_noise * weight * noise
+        scale = self.last_noise_scale if index == 1 else self.noise_scale
+        if noise is not None and scale > 0:
+            out = out + scale * c_noise * weight * noise
         return out

@@ -95,9 +95,12 @@ class DenoiserTask:
                  channel_mult: tuple[int, ...] = (1, 2, 2), num_res_blocks: int = 1, attention_heads: int = 4,
                  residual_base: str = "blend", aux_error: float = 0.06, fft_weight: float = 0.05,
                  null_prob: float = 0.15, critic_prob: float = 0.25, grid_prob: float = 0.5,
-                 val_pairs: PairedSet | None = None, val_steps: int = 5):
+                 val_pairs: PairedSet | None = None, val_steps: int = 5, noise_scale: float = 1.0,
+                 last_noise_scale: float = 1.0):
         """``residual_base="blend"``: the UNet adds nothing itself and the scheduler adds its output to
-        the blend of x_τ and g(y) (prediction type "blend", σ_g = ``aux_error``)."""
+        the blend of x_τ and g(y) (prediction type "blend", σ_g = ``aux_error``).
+
+        The noise scales only change sampling (validation, and the engine through the header)."""
         blend = residual_base == "blend"
         self.model = DenoiserUNet(base_width=base_width, channel_mult=channel_mult, num_res_blocks=num_res_blocks,
                                   attention_heads=attention_heads, context_dim=384,
@@ -105,7 +108,8 @@ class DenoiserTask:
         self.aux_net = aux_net.eval().requires_grad_(False)
         self.encoder = encoder
         self.critic = critic
-        self.scheduler = ResShiftScheduler(prediction_type="blend" if blend else "sample", aux_error=aux_error)
+        self.scheduler = ResShiftScheduler(prediction_type="blend" if blend else "sample", aux_error=aux_error,
+                                           noise_scale=noise_scale, last_noise_scale=last_noise_scale)
         self.fft_weight = fft_weight
         self.null_prob = null_prob if encoder is not None else 1.0
         self.critic_prob = critic_prob if critic is not None else 0.0
