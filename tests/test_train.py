@@ -241,6 +241,25 @@ def test_cli_trained_blend_denoiser_runs_in_the_engine(tmp_path, photo_dir):
     assert out.shape == (1, 3, 64, 64)
     # The UNet's own output is a small correction; only with the blend added is the result the photo.
     assert abs(float(out.mean()) - float(lr.mean())) < 0.05
+    assert (scheduler.noise_scale, scheduler.last_noise_scale) == (1.0, 0.0)  # the sampling the header asks for
+
+    # `train validate` on a paired set large enough for NIQE, with the header's sampling and an override
+    rng = np.random.default_rng(5)
+    for sub, size in (("lq", 26), ("gt", 104)):
+        (tmp_path / "pairs" / sub).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(tmp_path / "pairs" / sub / "a.png")
+    scored = {}
+    for name, extra in (("header", []), ("noisy", ["--last-noise-scale", "1"])):
+        result = runner.invoke(train_app, [
+            "validate", "--aux", str(tmp_path / "aux" / "aux.safetensors"), "--denoiser",
+            str(tmp_path / "den" / "denoiser.safetensors"), "--val-dir", str(tmp_path / "pairs"),
+            "--json", str(tmp_path / f"{name}.json"), *extra])
+        assert result.exit_code == 0, result.output
+        scored[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert set(scored["header"]["bicubic"]) == {"psnr_y", "ssim_y", "sharpness", "niqe"}
+    assert scored["header"]["bicubic"] == scored["noisy"]["bicubic"]
+    ours = "qusr 5 steps, null prior"
+    assert scored["header"][ours]["psnr_y"] != scored["noisy"][ours]["psnr_y"]
 
 
 def test_hr_scales_give_crops_of_whole_scenes_and_close_ups(tmp_path):

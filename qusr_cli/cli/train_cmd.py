@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -256,9 +257,16 @@ def validate_command(aux: Annotated[Path, typer.Option("--aux", help="Aux checkp
                      val_dir: ValDirOpt = DEFAULT_VAL_DIR,
                      steps: Annotated[int, typer.Option("--steps", min=1, help="Sampling steps.")] = 5,
                      seed: SeedOpt = 0, threads: ThreadsOpt = 1,
+                     noise_scale: Annotated[float | None, typer.Option(
+                         "--noise-scale", min=0.0, help="Override the header's posterior-noise scale.")] = None,
+                     last_noise_scale: Annotated[float | None, typer.Option(
+                         "--last-noise-scale", min=0.0, help="Override the header's last-step noise scale.")] = None,
                      json_out: Annotated[Path | None, typer.Option("--json", help="Also write the scores here.")]
                      = None) -> None:
-    """Score bicubic, g alone and qusr (null prior, and learned-critic prior) on a paired LR/GT set."""
+    """Score bicubic, g alone and qusr (null prior, and learned-critic prior) on a paired LR/GT set.
+
+    NIQE needs outputs of 96 px and more; a smaller set gets no NIQE column.
+    """
     import json
 
     from rich.console import Console
@@ -270,13 +278,17 @@ def validate_command(aux: Annotated[Path, typer.Option("--aux", help="Aux checkp
 
     torch.set_num_threads(threads)
     pairs = load_pairs(val_dir)
+    niqe = min(pairs.gt.shape[-2:]) >= 96 + 8
     aux_net = load_checkpoint(aux, role="aux")
-    results = {"bicubic": evaluate("bicubic", pairs), "aux (g alone)": evaluate("aux", pairs, aux_net=aux_net)}
+    results = {"bicubic": evaluate("bicubic", pairs, niqe=niqe),
+               "aux (g alone)": evaluate("aux", pairs, aux_net=aux_net, niqe=niqe)}
     if denoiser is not None:
         model = load_checkpoint(denoiser, role="denoiser")
         scheduler = DiffusionSettings.from_info(checkpoint_info(denoiser)).scheduler()
+        overrides = {"noise_scale": noise_scale, "last_noise_scale": last_noise_scale}
+        scheduler = replace(scheduler, **{k: v for k, v in overrides.items() if v is not None})
         results[f"qusr {steps} steps, null prior"] = evaluate("qusr", pairs, aux_net=aux_net, denoiser=model,
-                                                              steps=steps, seed=seed, scheduler=scheduler)
+                                                              steps=steps, seed=seed, scheduler=scheduler, niqe=niqe)
         if critic is not None:
             from qusr_cli.prior.learned_critic import LearnedCritic
             from qusr_cli.prior.text_encoder import TextEncoder
@@ -285,12 +297,13 @@ def validate_command(aux: Annotated[Path, typer.Option("--aux", help="Aux checkp
             contexts = [encoder.encode(judge.assess(pairs.lr[i:i + 1]).critique) for i in range(len(pairs.lr))]
             results[f"qusr {steps} steps, learned-critic prior"] = evaluate(
                 "qusr", pairs, aux_net=aux_net, denoiser=model, steps=steps, seed=seed, contexts=contexts,
-                scheduler=scheduler)
+                scheduler=scheduler, niqe=niqe)
     table = Table(title=f"{val_dir} ({len(pairs.lr)} pairs), Y channel, 4-px border")
-    for column in ("method", "PSNR-Y (dB)", "SSIM-Y", "sharpness (grad. energy / GT)"):
+    for column in ("method", "PSNR-Y (dB)", "SSIM-Y", "sharpness (grad. energy / GT)") + (("NIQE",) if niqe else ()):
         table.add_column(column)
     for name, score in results.items():
-        table.add_row(name, f"{score['psnr_y']:.2f}", f"{score['ssim_y']:.4f}", f"{score['sharpness']:.3f}")
+        table.add_row(name, f"{score['psnr_y']:.2f}", f"{score['ssim_y']:.4f}", f"{score['sharpness']:.3f}",
+                      *([f"{score['niqe']:.2f}"] if niqe else []))
     Console().print(table)
     if json_out is not None:
         json_out.write_text(json.dumps(results, indent=2))

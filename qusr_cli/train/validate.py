@@ -1,4 +1,4 @@
-"""Validation on paired LR/GT folders (imagenet-val32): PSNR and SSIM on Y, and a sharpness ratio.
+"""Validation on paired LR/GT folders (imagenet-val32): PSNR and SSIM on Y, a sharpness ratio, NIQE.
 
 Metrics follow BasicSR's ``test_y_channel`` convention: BT.601 luma of 8-bit-rounded images,
 ``scale`` pixels cropped from each border.
@@ -75,9 +75,15 @@ def load_pairs(folder: str | Path = DEFAULT_VAL_DIR, limit: int | None = None) -
     return PairedSet(lr, gt, names)
 
 
-def scores(output: torch.Tensor, gt: torch.Tensor, border: int = 4) -> dict[str, float]:
+def mean_niqe(output: torch.Tensor, border: int = 4) -> float:
+    """qusr_cli.metrics.niqe_score (lower is better) of each 8-bit image, averaged over the batch."""
+    return statistics.fmean(metrics.niqe_score(_quantised(o)[None], crop_border=border) for o in output)
+
+
+def scores(output: torch.Tensor, gt: torch.Tensor, border: int = 4, niqe: bool = False) -> dict[str, float]:
+    """PSNR-Y, SSIM-Y and sharpness; with ``niqe`` also the mean NIQE (it needs images of 96 px and up)."""
     return {"psnr_y": psnr_y(output, gt, border), "ssim_y": ssim_y(output, gt, border),
-            "sharpness": sharpness_ratio(output, gt)}
+            "sharpness": sharpness_ratio(output, gt), **({"niqe": mean_niqe(output, border)} if niqe else {})}
 
 
 @torch.no_grad()
@@ -101,7 +107,7 @@ def upscale_qusr(denoiser: nn.Module, aux_net: nn.Module, lr: torch.Tensor, step
 
 def evaluate(method: str, pairs: PairedSet, aux_net: nn.Module | None = None, denoiser: nn.Module | None = None,
              steps: int = 5, seed: int = 0, contexts: list[tuple[torch.Tensor, torch.Tensor] | None] | None = None,
-             chunk: int = 8, scheduler: ResShiftScheduler | None = None) -> dict[str, float]:
+             chunk: int = 8, scheduler: ResShiftScheduler | None = None, niqe: bool = False) -> dict[str, float]:
     """Scores of one method ("bicubic", "aux" or "qusr") on the pairs; ``contexts`` gives per-image priors.
 
     ``scheduler`` must be the one the denoiser was trained with (its header's ``scheduler`` entry).
@@ -125,4 +131,4 @@ def evaluate(method: str, pairs: PairedSet, aux_net: nn.Module | None = None, de
     output = torch.cat(outputs)
     if not math.isfinite(float(output.sum())):
         raise FloatingPointError(f"{method} produced non-finite pixels")
-    return scores(output, pairs.gt)
+    return scores(output, pairs.gt, niqe=niqe)
