@@ -70,8 +70,8 @@ class DegradationConfig:
 
 
 # A milder, first-order-only member of the same family: the ranges of ResShift's published testing
-# degradation (its configs/degradation_testing_realesrgan.yaml). Phone and camera photos are often
-# only this degraded, and a small g trained on the heavy default alone smooths them below bicubic.
+# degradation (its configs/degradation_testing_realesrgan.yaml). A small g trained on the heavy
+# default alone smooths photos this mildly degraded below bicubic (docs/training.md).
 LIGHT = DegradationConfig(
     kernel_sizes=(13,), kernel_probs=(0.6, 0.4, 0.0, 0.0, 0.0, 0.0), blur_sigma=(0.2, 0.8),
     betag_range=(1.0, 1.5), betap_range=(1.0, 1.2), resize_range=(0.5, 1.5), noise_range=(1.0, 15.0),
