@@ -35,7 +35,6 @@ BYTES_PER_LR_PIXEL = 6_000
 # what it learned, so automatic tiles stay at most this big even when memory would allow more.
 MAX_AUTO_TILE = 256
 CPU_TILE_BUDGET = 1 << 30  # the CPU target is < 2 GB peak at any image size
-NIQE_MIN_SIDE = 96
 
 
 @dataclass(frozen=True)
@@ -157,9 +156,12 @@ class Upscaler:
             raise ValueError(f"steps must be between 1 and 50, not {options.steps}")
         if options.candidates < 1:
             raise ValueError(f"candidates must be at least 1, not {options.candidates}")
-        if options.candidates > 1 and min(lr.shape[-2:]) * SCALE < NIQE_MIN_SIDE:
-            raise QusrError(f"--candidates needs an output of at least {NIQE_MIN_SIDE}x{NIQE_MIN_SIDE} pixels "
-                            "to score (NIQE's block size)")
+        if options.candidates > 1:
+            from qusr_cli.metrics.niqe import BLOCK  # as niqe_score below: loaded only when candidates are scored
+
+            if min(lr.shape[-2:]) * SCALE < BLOCK:
+                raise QusrError(f"--candidates needs an output of at least {BLOCK}x{BLOCK} pixels "
+                                "to score (NIQE's block size)")
         prior = self.prior(lr, options.prompt, options.prompt_mode)
         tile = options.tile or self.auto_tile(options.candidates)
         fields = [NoiseField(options.seed + k) for k in range(options.candidates)]

@@ -28,9 +28,9 @@ from qusr_cli.archs import build_architecture
 from qusr_cli.bench.datasets import from_uint8
 from qusr_cli.errors import first_line
 from qusr_cli.metrics import niqe_score, psnr_y, ssim_y
+from qusr_cli.metrics.niqe import BLOCK as NIQE_MIN_SIDE
 from qusr_cli.tiling import Tile, run_tiled
 
-NIQE_MIN_SIDE = 96  # NIQE's block size: smaller images have no feature blocks to score
 # pyiqa metric name -> whether it needs the ground truth (LPIPS) or scores the output alone
 EXTRA_METRICS = {"musiq": False, "clipiqa": False, "maniqa": False, "lpips": True}
 

@@ -21,7 +21,7 @@ from qusr_cli.cli.common import one_line_errors
 from qusr_cli.errors import InputError
 from qusr_cli.train.dataset import DegradedCrops, make_loader
 from qusr_cli.train.loop import LoopConfig, train
-from qusr_cli.train.validate import DEFAULT_VAL_DIR, load_pairs
+from qusr_cli.train.validate import DEFAULT_VAL_DIR, load_pairs, niqe_fits
 
 
 class AuxUpsample(str, Enum):
@@ -265,7 +265,7 @@ def validate_command(aux: Annotated[Path, typer.Option("--aux", help="Aux checkp
                      = None) -> None:
     """Score bicubic, g alone and qusr (null prior, and learned-critic prior) on a paired LR/GT set.
 
-    NIQE needs outputs of 96 px and more; a smaller set gets no NIQE column.
+    A set too small for NIQE (``niqe_fits``) gets no NIQE column.
     """
     import json
 
@@ -278,7 +278,7 @@ def validate_command(aux: Annotated[Path, typer.Option("--aux", help="Aux checkp
 
     torch.set_num_threads(threads)
     pairs = load_pairs(val_dir)
-    niqe = min(pairs.gt.shape[-2:]) >= 96 + 8
+    niqe = niqe_fits(pairs.gt)
     aux_net = load_checkpoint(aux, role="aux")
     results = {"bicubic": evaluate("bicubic", pairs, niqe=niqe),
                "aux (g alone)": evaluate("aux", pairs, aux_net=aux_net, niqe=niqe)}

@@ -32,7 +32,7 @@ import numpy as np
 from qusr_cli.metrics.fidelity import ImageLike, as_rgb255, crop, rgb_to_y
 
 PRISTINE_PARAMS = Path(__file__).with_name("data") / "niqe_pris_params.npz"
-BLOCK = 96
+BLOCK = 96  # also the smallest side NIQE can score: a smaller image has no block
 MSCN_WINDOW = 7
 MSCN_SIGMA = 7.0 / 6.0
 MSCN_C = 1.0  # keeps flat regions from dividing by zero; the MATLAB release's constant for 0-255 data

@@ -20,6 +20,7 @@ from qusr_cli.aux_sr import auxiliary_estimate, bicubic_upsample
 from qusr_cli.diffusion.sampler import sample_residual_shift
 from qusr_cli.diffusion.schedule import ResShiftScheduler
 from qusr_cli.metrics.fidelity import as_rgb255, rgb_to_y
+from qusr_cli.metrics.niqe import BLOCK as NIQE_MIN_SIDE
 from qusr_cli.train.dataset import IMAGE_SUFFIXES, load_rgb
 from qusr_cli.uncertainty import noise_weight, uncertainty
 
@@ -80,8 +81,13 @@ def mean_niqe(output: torch.Tensor, border: int = 4) -> float:
     return statistics.fmean(metrics.niqe_score(_quantised(o)[None], crop_border=border) for o in output)
 
 
+def niqe_fits(images: torch.Tensor, border: int = 4) -> bool:
+    """Whether images of this size still hold one NIQE block after ``border`` px go from each side."""
+    return min(images.shape[-2:]) - 2 * border >= NIQE_MIN_SIDE
+
+
 def scores(output: torch.Tensor, gt: torch.Tensor, border: int = 4, niqe: bool = False) -> dict[str, float]:
-    """PSNR-Y, SSIM-Y and sharpness; with ``niqe`` also the mean NIQE (it needs images of 96 px and up)."""
+    """PSNR-Y, SSIM-Y and sharpness; with ``niqe`` also the mean NIQE (see :func:`niqe_fits`)."""
     return {"psnr_y": psnr_y(output, gt, border), "ssim_y": ssim_y(output, gt, border),
             "sharpness": sharpness_ratio(output, gt), **({"niqe": mean_niqe(output, border)} if niqe else {})}
 
