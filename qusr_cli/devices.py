@@ -12,19 +12,30 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """auto picks CUDA, then Apple MPS, then the CPU; an explicit device must exist."""
+    """auto picks CUDA, then Apple MPS, then the CPU; an explicit device (cuda:N too) must exist."""
     mps_available = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         return torch.device("mps") if mps_available else torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise QusrError("--device cuda: no CUDA GPU is visible to this PyTorch build")
-    if name == "mps" and not mps_available:
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit())):
+        raise QusrError(f"--device must be auto, cpu, cuda, cuda:N or mps, not {name!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise QusrError(f"--device {name}: no CUDA GPU is visible to this PyTorch build")
+    if index and int(index) >= torch.cuda.device_count():
+        raise QusrError(f"--device {name}: only {torch.cuda.device_count()} CUDA GPU(s) are visible")
+    if kind == "mps" and not mps_available:
         raise QusrError("--device mps: Apple MPS is not available here")
-    if name not in ("cpu", "cuda", "mps"):
-        raise QusrError(f"--device must be auto, cpu, cuda or mps, not {name!r}")
     return torch.device(name)
+
+
+def worker_devices(name: str, workers: int) -> list[str]:
+    """One device name per worker process: plain ``cuda`` spreads them over every visible GPU."""
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        count = max(1, torch.cuda.device_count())
+        return [f"cuda:{k % count}" for k in range(workers)]
+    return [name] * workers
 
 
 def cpu_has_native_bf16() -> bool:

@@ -7,6 +7,13 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def describe_failure(exc: BaseException) -> str:
+    """One line: a QusrError's own message; anything else is a bug in qusr or a library, named as such."""
+    if isinstance(exc, QusrError):
+        return first_line(exc)
+    return f"unexpected {type(exc).__name__}: {first_line(exc)} (please report this)"
+
+
 class QusrError(Exception):
     """Base class: the message is complete and meant for the user, no traceback needed."""
 
@@ -23,3 +30,9 @@ class WeightsError(QusrError):
     """A checkpoint is missing, corrupt, mismatched or fails its sha256 check."""
 
     exit_code = 3
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be, so that the same cleanup runs."""
+
+    exit_code = 143  # 128 + SIGTERM, what a shell reports for a process SIGTERM ended

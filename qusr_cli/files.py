@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from qusr_cli.imageio import LoadedImage, check_output_path, read_image, write_image
-from qusr_cli.upscaler import UpscaleOptions, UpscaleResult, Upscaler, resize_output
+from qusr_cli.imageio import LoadedImage, check_output_path, check_output_size, read_image, write_image
+from qusr_cli.upscaler import UpscaleOptions, UpscaleResult, Upscaler, resize_output, scaled_size
 
 
 @dataclass
@@ -27,14 +27,36 @@ def resize_alpha(alpha: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(alpha, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
 
 
-def upscale_image(upscaler: Upscaler, image: LoadedImage, output: Path, options: UpscaleOptions, *,
-                  scale: float = 4.0, progress=None) -> FileResult:
+@dataclass
+class Rendered:
+    """An upscaled image not yet written: what the compute stage hands to the write stage."""
+
+    image: LoadedImage
+    output: Path
+    rgb: torch.Tensor
+    alpha: torch.Tensor | None
+    result: UpscaleResult
+
+    def write(self) -> FileResult:
+        write_image(self.output, self.rgb, like=self.image, alpha=self.alpha)
+        height, width = self.image.rgb.shape[-2:]
+        return FileResult(self.image.path, self.output, (width, height), (self.rgb.shape[-1], self.rgb.shape[-2]),
+                          self.image.rgb, self.result)
+
+
+def render(upscaler: Upscaler, image: LoadedImage, output: Path, options: UpscaleOptions, *,
+           scale: float = 4.0, progress=None) -> Rendered:
     height, width = image.rgb.shape[-2:]
+    check_output_size(output, scaled_size((width, height), scale))
     result = upscaler.upscale(image.rgb, options, progress=progress)
     rgb = resize_output(result.image, (height, width), scale)
     alpha = None if image.alpha is None else resize_alpha(image.alpha, tuple(rgb.shape[-2:]))
-    write_image(output, rgb, like=image, alpha=alpha)
-    return FileResult(image.path, output, (width, height), (rgb.shape[-1], rgb.shape[-2]), image.rgb, result)
+    return Rendered(image, output, rgb, alpha, result)
+
+
+def upscale_image(upscaler: Upscaler, image: LoadedImage, output: Path, options: UpscaleOptions, *,
+                  scale: float = 4.0, progress=None) -> FileResult:
+    return render(upscaler, image, output, options, scale=scale, progress=progress).write()
 
 
 def read_checked(source: Path, output: Path, max_pixels: int | None = None) -> LoadedImage:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from qusr_cli.imageio import atomic_write
+from qusr_cli.safe_write import atomic_write, make_folder
 
 # Anchor colours of matplotlib's perceptually uniform "viridis" map, at 0, 1/8, …, 1; hand-listed so
 # the core install needs no matplotlib.
@@ -73,7 +73,7 @@ def render_overlay(image: torch.Tensor, map_: torch.Tensor, low: float, high: fl
 
 def save_explanation(explanation, folder: Path, stem: str, floor: float, psi_max: float) -> list[Path]:
     """Write ψ and w heatmaps, the w overlay and g(y) as PNGs into ``folder``; returns their paths."""
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder, "--heatmaps folder")
     pictures = {
         "uncertainty": render_heatmap(explanation.psi, 0.0, psi_max, "psi", "[0,1] px"),
         "noise_weight": render_heatmap(explanation.weight, floor, 1.0, "w", f"b={floor:g}"),

@@ -10,22 +10,24 @@ decoding and has no 16-bit colour mode to encode from, so those go through image
 for PNG and tifffile for TIFF. tifffile needs imagecodecs for LZW, PackBits and the other
 compressions photo editors write 16-bit TIFFs with, so one dependency serves both formats.
 
-Known limits: only the first frame of multi-frame files is read; a 16-bit gray+alpha TIFF
-cannot be read because Pillow, which reads the metadata of every input, does not open it;
-16-bit TIFF output with more than one channel carries the ICC profile but not the EXIF.
+Known limits: only the first frame of multi-frame files is read; a TIFF Pillow cannot open
+(16-bit gray+alpha) is read by tifffile alone, without its EXIF; 16-bit TIFF output with more
+than one channel carries the ICC profile but not the EXIF; JPEG holds at most 64 KB of EXIF and
+WebP at most 16383 pixels a side.
 """
 
 from __future__ import annotations
 
+import errno
 import io
+import logging
 import os
-import secrets
+import stat
 import struct
-import tempfile
 import warnings
 import zlib
 from collections.abc import Callable
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -36,17 +38,24 @@ import tifffile
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from qusr_cli.errors import InputError
+from qusr_cli.errors import InputError, first_line
+from qusr_cli.safe_write import atomic_write, probe_writable
 
 try:
     from PIL import ImageCms
 except ImportError:  # Pillow built without LittleCMS: CMYK falls back to the plain formula
     ImageCms = None
 
-#: Output extension (lower case) -> Pillow format name.
+log = logging.getLogger("qusr")
+
 # What `qusr batch` and the bench pick up from a folder.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 
+#: The only Pillow decoders qusr lets see a file (chosen by content, not by name). "JPEG" also
+#: opens a camera's MPO (a JPEG with a second embedded picture).
+READ_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF", "PPM")
+
+#: Output extension (lower case) -> Pillow format name.
 OUTPUT_FORMATS = {
     ".png": "PNG",
     ".jpg": "JPEG",
@@ -61,6 +70,10 @@ OUTPUT_FORMATS = {
 #: pixel or a broken export, not a photo, and has too little content for the model to work from.
 MIN_SIDE = 4
 
+#: Largest width or height a format can store.
+MAX_SIDE = {"WEBP": 16383, "JPEG": 65535, "PNG": 2**31 - 1, "TIFF": 2**32 - 1, "BMP": 2**31 - 1}
+JPEG_MAX_EXIF = 65533  # one APP1 segment: 65535 bytes less its 2-byte length
+
 _ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
 _SIXTEEN_BIT_FORMATS = {"PNG", "TIFF"}
 _METADATA_FORMATS = {"PNG", "JPEG", "WEBP", "TIFF"}
@@ -71,6 +84,7 @@ _LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 _ORIENTATION_TAG = 0x0112
 _BITS_PER_SAMPLE_TAG = 258
+_ICC_TAG = 34675
 
 # Pillow's getexif() on a TIFF returns the whole first IFD, including the tags that describe the
 # TIFF's own pixel layout. Copied into another file they would describe data that is not there.
@@ -133,38 +147,26 @@ def read_image(path, max_pixels: int | None = None) -> LoadedImage:
     refused before it is decoded. Every problem with the file raises InputError.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not an image file")
+    _check_regular_file(path)
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     if limit is not None and limit < 1:
         raise InputError(f"--max-pixels must be a positive number, got {limit}")
 
     try:
-        with _pixel_limit(limit), Image.open(path) as image:
-            _check_min_size(path, image.size)
-            # Decode now: a truncated file fails here with its real reason, not later inside
-            # the EXIF read, which shrugs off errors.
-            image.load()
-            source_format = image.format
-            orientation, exif = _orientation_and_exif(image)
-            full_depth = _full_depth_decoder(image, path)
-            if full_depth is None:
-                pixels, icc_profile = _pillow_pixels(image)
-            else:
-                pixels, icc_profile = full_depth(path), image.info.get("icc_profile") or None
+        with _pixel_limit(limit):
+            pixels, orientation, exif, icc_profile, source_format = _decode(path, limit)
     except _BOMB_ERRORS as e:
         raise InputError(
             f"{path}: image is larger than the limit of {limit:,} pixels; "
             "if you trust this file, raise the limit with --max-pixels"
         ) from e
     except UnidentifiedImageError as e:
-        raise InputError(f"{path}: not an image file, or in a format qusr cannot read") from e
+        raise InputError(f"{path}: not an image file, or in a format qusr cannot read "
+                         f"({', '.join(READ_FORMATS)})") from e
     except PermissionError as e:
         raise InputError(f"{path}: permission denied") from e
     except _DECODE_ERRORS as e:
-        raise InputError(f"{path}: cannot decode the image ({e}); is the file complete?") from e
+        raise InputError(f"{path}: cannot decode the image ({first_line(e)}); is the file complete?") from e
 
     values, bit_depth = _to_unit_float(pixels, path)
     values = _UPRIGHT.get(orientation, lambda a: a)(values)
@@ -260,6 +262,14 @@ def default_output_path(input_path, suffix: str = "_qusr", ext: str | None = Non
     return input_path.with_name(input_path.stem + suffix + ext)
 
 
+def check_output_size(path, size: tuple[int, int]) -> None:
+    """Refuse, before any compute, an output ``size`` (width, height) that ``path``'s format cannot store."""
+    fmt = _output_format(Path(path))
+    if max(size) > MAX_SIDE[fmt]:
+        raise InputError(f"{path}: the output would be {size[0]}x{size[1]} pixels, but {fmt} stores at most "
+                         f"{MAX_SIDE[fmt]} a side; choose .png or .tif, or a smaller --scale")
+
+
 def check_output_path(input_path, output_path) -> None:
     """Refuse, before any compute, an output path that cannot or must not be written.
 
@@ -277,41 +287,9 @@ def check_output_path(input_path, output_path) -> None:
     if not folder.is_dir():
         raise InputError(f"{output_path}: output folder {folder} does not exist")
     try:
-        probe_fd, probe = tempfile.mkstemp(prefix=".qusr-probe-", dir=folder)
+        probe_writable(folder)
     except OSError as e:
         raise InputError(f"{output_path}: cannot write to folder {folder} ({e.strerror})") from e
-    os.close(probe_fd)
-    os.unlink(probe)
-
-
-def atomic_write(path, write_fn: Callable[[BinaryIO], None]) -> None:
-    """Create `path` from what `write_fn` writes to the binary file it is given.
-
-    The bytes go to a temporary file in the same folder, are fsynced, then renamed over `path`
-    in one step. On any error the temporary file is removed and a file already at `path` keeps
-    its old content; OSErrors (disk full, permission) become InputError.
-    """
-    path = Path(path)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        # "x" creates exclusively, with the user's umask deciding the permissions the output
-        # ends up with (mkstemp would force 0o600).
-        f = open(temp, "xb")
-    except OSError as e:
-        raise InputError(f"{path}: cannot write ({e.strerror})") from e
-    try:
-        with f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except OSError as e:
-        _remove_quietly(temp)
-        raise InputError(f"{path}: cannot write ({e.strerror or e})") from e
-    except BaseException:
-        _remove_quietly(temp)
-        raise
-    _fsync_folder(path.parent)
 
 
 def _output_format(path: Path) -> str:
@@ -344,6 +322,75 @@ def _check_min_size(path: Path, size: tuple[int, int]) -> None:
         raise InputError(
             f"{path}: image is {width}x{height} pixels; qusr needs at least {MIN_SIDE}x{MIN_SIDE}"
         )
+
+
+def _check_regular_file(path: Path) -> None:
+    # A FIFO or a device would block or never end; refuse anything but a plain file up front.
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except OSError as e:
+        reason = "a symlink loop" if e.errno == errno.ELOOP else e.strerror
+        raise InputError(f"{path}: cannot open ({reason})") from None
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{path}: is a folder, not an image file")
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{path}: not a regular file (a FIFO, socket or device); qusr reads image files only")
+
+
+def _decode(path: Path, limit: int | None) -> tuple[np.ndarray, int, bytes | None, bytes | None, str]:
+    """Pixels (H, W, C), the orientation still to apply, EXIF, ICC profile and the format's name."""
+    try:
+        # The allow-list is what keeps hostile content away from decoders qusr has no use for,
+        # above all those that run another program (Pillow's EPS plugin starts Ghostscript).
+        image = Image.open(path, formats=READ_FORMATS)
+    except UnidentifiedImageError:
+        if _starts_like_tiff(path):
+            return _decode_tiff_without_pillow(path, limit)
+        raise
+    with image:
+        _check_min_size(path, image.size)
+        # Pillow's TIFF load() turns the pixels upright and drops the tag; a full-depth decoder
+        # reads the stored order, so it needs the orientation as stored.
+        stored_orientation = image.tag_v2.get(_ORIENTATION_TAG, 1) if image.format == "TIFF" else 1
+        # Decode now: a truncated file fails here with its real reason, not later inside
+        # the EXIF read, which shrugs off errors.
+        image.load()
+        orientation, exif = _orientation_and_exif(image)
+        full_depth = _full_depth_decoder(image, path)
+        if full_depth is None:
+            pixels, icc_profile = _pillow_pixels(image)
+        else:
+            pixels, icc_profile = full_depth(path), image.info.get("icc_profile") or None
+            if image.format == "TIFF":
+                orientation = stored_orientation if stored_orientation in _UPRIGHT else 1
+        return pixels, orientation, exif, icc_profile, image.format
+
+
+def _starts_like_tiff(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) in (b"II*\x00", b"MM\x00*")
+
+
+def _decode_tiff_without_pillow(path: Path, limit: int | None):
+    """TIFFs Pillow has no mode for (16-bit gray+alpha, which qusr itself writes): tifffile only.
+
+    Their EXIF is not carried over; orientation and ICC profile are.
+    """
+    with tifffile.TiffFile(path) as tiff:
+        page = tiff.pages[0]
+        size = (page.imagewidth, page.imagelength)
+        if limit is not None and size[0] * size[1] > limit:
+            raise Image.DecompressionBombError(f"{size[0]}x{size[1]} pixels")
+        _check_min_size(path, size)
+        orientation = page.tags.valueof(_ORIENTATION_TAG, 1)
+        icc_profile = page.tags.valueof(_ICC_TAG)
+    pixels = _decode_tiff16(path)
+    return (pixels, orientation if orientation in _UPRIGHT else 1, None,
+            bytes(icc_profile) if icc_profile else None, "TIFF")
 
 
 def _orientation_and_exif(image: Image.Image) -> tuple[int, bytes | None]:
@@ -487,7 +534,9 @@ def _pillow_save_options(fmt: str, icc: bytes | None, exif: bytes | None, qualit
     options = {}
     if icc:
         options["icc_profile"] = icc
-    if exif:
+    if exif and fmt == "JPEG" and len(exif) > JPEG_MAX_EXIF:
+        log.warning("EXIF of %d bytes does not fit a JPEG (at most %d); written without it", len(exif), JPEG_MAX_EXIF)
+    elif exif:
         options["exif"] = exif
     if fmt == "JPEG":
         # 4:4:4: chroma subsampling would throw away colour detail the model just produced.
@@ -522,20 +571,3 @@ def _write_tiff16(f: BinaryIO, pixels: np.ndarray, icc: bytes | None) -> None:
         extrasamples=("unassalpha",) if has_alpha else None,
         iccprofile=icc,
     )
-
-
-def _remove_quietly(path: Path) -> None:
-    with suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-def _fsync_folder(folder: Path) -> None:
-    # Makes the rename itself survive a crash. Not every system can open or fsync a folder
-    # (Windows, some network file systems); the file's own data is already on disk then.
-    with suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-

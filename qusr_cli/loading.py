@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from qusr_cli.bundle import ModelBundle, load_bundle
@@ -54,6 +55,23 @@ def build_text_encoder(spec: ModelSpec, bundle: ModelBundle, device, *, allow_do
         log.warning("%s; running without the text prior", exc)
         return None
     return TextEncoder(str(folder), device=device)
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """Everything needed to build an ``Upscaler``, as plain values: it pickles, so a worker process
+    (or a Ray actor) can build its own engine from it."""
+
+    model: str | None = None
+    weights: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    threads: int | None = None
+    critic: str = "builtin"
+    allow_download: bool = False
+
+    def load(self) -> Upscaler:
+        return load_upscaler(self.model, **{k: v for k, v in asdict(self).items() if k != "model"})
 
 
 def load_upscaler(model: str | None = None, *, weights: str | Path | None = None, device: str = "auto",

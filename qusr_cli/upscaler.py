@@ -213,10 +213,15 @@ class Upscaler:
         return Explanation(up=up, aux=aux.clamp(0, 1), psi=psi, weight=weight, prior=prior)
 
 
+def scaled_size(lr_size: tuple[int, ...], scale: float) -> tuple[int, ...]:
+    """Each side of ``lr_size`` (in any order) times ``scale``, rounded, at least 1."""
+    return tuple(max(1, round(side * scale)) for side in lr_size)
+
+
 def resize_output(image: torch.Tensor, lr_size: tuple[int, int], scale: float) -> torch.Tensor:
     """Final resize for ``--scale`` other than 4: antialiased bicubic from the 4x result."""
     if scale == SCALE:
         return image
-    height, width = (max(1, round(side * scale)) for side in lr_size)
+    height, width = scaled_size(lr_size, scale)
     return F.interpolate(image, size=(height, width), mode="bicubic", antialias=True,
                          align_corners=False).clamp(0, 1)

@@ -26,9 +26,9 @@ def make_checkpoint(path: Path, role: str, value: float = 1.0) -> Path:
         {"weight": torch.full((16,), value)},
         str(path),
         metadata={
-            "qusr.arch": "test-arch",
+            "qusr.arch": "compact",
             "qusr.role": role,
-            "qusr.config": json.dumps({"channels": 16}),
+            "qusr.config": json.dumps({"num_feat": 16}),
             "qusr.info": json.dumps({"placeholder": True}),
         },
     )

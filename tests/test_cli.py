@@ -155,7 +155,7 @@ def test_batch_continues_past_a_bad_file_and_exits_1(tmp_path):
     assert result.exit_code == 1, result.output
     assert (out / "a.png").is_file() and (out / "sub" / "b.png").is_file()
     assert not (out / "broken.png").exists()
-    assert "2 done, 1 failed" in result.stderr
+    assert "2 done, 0 skipped, 1 failed" in result.stderr
 
 
 def test_batch_skip_existing_leaves_outputs_alone(tmp_path):

@@ -59,7 +59,7 @@ def bench(
                                                      "are installed.")] = True,
     plots: Annotated[bool, typer.Option(help="Write PNG charts (needs matplotlib: the bench extra).")] = True,
     seed: opt.Seed = 0,
-    device: opt.Device = opt.DeviceName.auto, dtype: opt.Dtype = opt.DtypeName.auto,
+    device: opt.Device = "auto", dtype: opt.Dtype = opt.DtypeName.auto,
     threads: opt.Threads = None, model: opt.Model = None, weights: opt.Weights = None,
 ) -> None:
     """Benchmark quality (PSNR/SSIM/NIQE) and speed (time, memory, FLOPs) against baselines."""
@@ -71,7 +71,7 @@ def bench(
                              steps_list=parse_int_list(steps_list, "--steps-list"), ablations=ablations,
                              candidates_list=parse_int_list(candidates_list, "--candidates-list"),
                              ablation_steps=ablation_steps, externals=external or [])
-        engine = EngineConfig(model=model, weights=str(weights) if weights else None, device=device.value,
+        engine = EngineConfig(model=model, weights=str(weights) if weights else None, device=device,
                               dtype=dtype.value, threads=threads, seed=seed,
                               realesrgan_weights=str(realesrgan_weights) if realesrgan_weights else None)
         config = BenchConfig(sets=list(sets or DEFAULT_SETS), methods=specs, out=out, engine=engine, limit=limit,

@@ -6,10 +6,11 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import click
 import typer
 from rich.console import Console
 
-from qusr_cli.errors import QusrError
+from qusr_cli.errors import QusrError, describe_failure
 
 stderr = Console(stderr=True, highlight=False)
 
@@ -30,12 +31,18 @@ def setup_logging() -> None:
 
 @contextmanager
 def one_line_errors() -> Iterator[None]:
-    """A QusrError ends the command with its message as one stderr line and its exit code."""
+    """A QusrError ends the command with its message as one stderr line and its exit code; any other
+    exception with one line too (exit 1); Ctrl-C with exit 130, SIGTERM (errors.Terminated) with 143."""
     try:
         yield
     except QusrError as exc:
         typer.echo(f"qusr: error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
+    except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        raise  # Typer's own ways to end a command
+    except Exception as exc:  # noqa: BLE001 - a bug still gets one line, never a traceback
+        typer.echo(f"qusr: error: {describe_failure(exc)}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as errors.Terminated
         typer.echo("qusr: interrupted", err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(getattr(exc, "exit_code", 130)) from None

@@ -24,14 +24,14 @@ def explain(
     output_dir: Annotated[Path | None, typer.Option("-o", "--output-dir", help="Where the maps go (default: next to the input).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a panel.")] = False,
     prompt: opt.Prompt = None, prompt_mode: opt.PromptModeOpt = opt.PromptMode.extend,
-    critic: opt.Critic = opt.CriticKind.builtin, device: opt.Device = opt.DeviceName.auto,
+    critic: opt.Critic = opt.CriticKind.builtin, device: opt.Device = "auto",
     tile: opt.Tile = None, model: opt.Model = None, weights: opt.Weights = None, threads: opt.Threads = None,
     max_pixels: opt.MaxPixels = None, download: opt.Download = True,
 ) -> None:
     """Write the uncertainty and noise-weight maps and g(y); print the quality report and critique."""
     with one_line_errors():
         image = read_image(source, max_pixels=max_pixels)
-        upscaler = load_upscaler(model, weights=weights, device=device.value, dtype="fp32", threads=threads,
+        upscaler = load_upscaler(model, weights=weights, device=device, dtype="fp32", threads=threads,
                                  critic=critic.value, allow_download=download)
         explanation = upscaler.explain(image.rgb, UpscaleOptions(tile=tile, prompt=prompt,
                                                                  prompt_mode=prompt_mode.value))

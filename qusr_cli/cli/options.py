@@ -32,13 +32,6 @@ class Selector(str, Enum):
     niqe = "niqe"
 
 
-class DeviceName(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-    mps = "mps"
-
-
 class DtypeName(str, Enum):
     auto = "auto"
     fp32 = "fp32"
@@ -49,7 +42,7 @@ class DtypeName(str, Enum):
 Steps = Annotated[int, typer.Option(min=1, max=50, help="Diffusion steps (one checkpoint serves 1-50).")]
 Scale = Annotated[float, typer.Option(min=0.1, max=16.0, help="Final scale; the model runs at 4x, then resizes.")]
 Seed = Annotated[int, typer.Option(help="Noise seed: same seed, same output on one device.")]
-Device = Annotated[DeviceName, typer.Option(help="auto picks CUDA, then MPS, then the CPU.")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps; auto picks CUDA, then MPS, then the CPU.")]
 Dtype = Annotated[DtypeName, typer.Option(help="auto: bf16/fp16 on CUDA, bf16 on CPUs with native bf16, else fp32.")]
 Tile = Annotated[int | None, typer.Option(min=32, help="LR tile size in pixels (default: from free memory).")]
 Color = Annotated[ColorFix, typer.Option("--color-fix", help="Colour correction against g(y).")]

@@ -1,4 +1,4 @@
-"""`qusr upscale` (one photo) and `qusr batch` (a folder): thin layers over files.upscale_file."""
+"""`qusr upscale` (one photo) and `qusr batch` (a folder): thin layers over files.py and runner.py."""
 
 from __future__ import annotations
 
@@ -9,27 +9,31 @@ from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
 from rich.table import Table
 
 from qusr_cli.cli import options as opt
 from qusr_cli.cli.common import one_line_errors, stderr
-from qusr_cli.errors import InputError, QusrError
-from qusr_cli.files import read_checked, upscale_file, upscale_image
+from qusr_cli.errors import InputError
+from qusr_cli.files import read_checked, upscale_image
 from qusr_cli.heatmaps import save_explanation
 from qusr_cli.imageio import IMAGE_SUFFIXES, default_output_path
-from qusr_cli.loading import load_upscaler
+from qusr_cli.jobs import find_images, plan_jobs, prepare_output_folder
+from qusr_cli.loading import EngineSpec
+from qusr_cli.runner import FileOutcome, JobSettings, upscale_files
+from qusr_cli.safe_write import clean_stale_temp_files, make_folder
 
 
-def _load(model, weights, device, dtype, threads, critic, download):
-    return load_upscaler(model, weights=weights, device=device.value, dtype=dtype.value, threads=threads,
-                         critic=critic.value, allow_download=download)
+def _spec(model, weights, device, dtype, threads, critic, download) -> EngineSpec:
+    return EngineSpec(model, None if weights is None else str(weights), device, dtype.value, threads, critic.value,
+                      download)
 
 
 def upscale(
     source: Annotated[Path, typer.Argument(help="Input image.", show_default=False)],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file; its extension picks the format.")] = None,
     steps: opt.Steps = 5, scale: opt.Scale = 4.0, seed: opt.Seed = 0,
-    device: opt.Device = opt.DeviceName.auto, dtype: opt.Dtype = opt.DtypeName.auto, tile: opt.Tile = None,
+    device: opt.Device = "auto", dtype: opt.Dtype = opt.DtypeName.auto, tile: opt.Tile = None,
     color_fix: opt.Color = opt.ColorFix.wavelet, prompt: opt.Prompt = None,
     prompt_mode: opt.PromptModeOpt = opt.PromptMode.extend, critic: opt.Critic = opt.CriticKind.builtin,
     candidates: opt.Candidates = 1, select: opt.Select = opt.Selector.niqe,
@@ -43,11 +47,14 @@ def upscale(
         output = output or default_output_path(source)
         options = opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode, candidates)
         image = read_checked(source, output, max_pixels)
-        upscaler = _load(model, weights, device, dtype, threads, critic, download)
+        clean_stale_temp_files(output.parent)
+        if heatmaps is not None:
+            make_folder(heatmaps, "--heatmaps folder")
+        upscaler = _spec(model, weights, device, dtype, threads, critic, download).load()
         started = time.perf_counter()
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=stderr, transient=True, disable=as_json) as bar:
-            task = bar.add_task(f"upscaling {source.name}", total=None)
+            task = bar.add_task(escape(f"upscaling {source.name}"), total=None)
             done = upscale_image(upscaler, image, output, options, scale=scale,
                                  progress=lambda n, total: bar.update(task, completed=n, total=total))
         seconds = time.perf_counter() - started
@@ -65,18 +72,7 @@ def upscale(
             if candidates > 1:
                 scores = ", ".join(f"{s:.2f}" for s in done.result.candidate_scores)
                 stderr.print(f"{select.value} of the {candidates} candidates: {scores}; kept seed {done.result.seed}")
-            stderr.print(f"wrote {output} ({done.output_size[0]}x{done.output_size[1]}) in {seconds:.1f} s")
-
-
-def find_images(folder: Path, recursive: bool, exclude: Path | None) -> list[Path]:
-    pattern = folder.rglob("*") if recursive else folder.glob("*")
-    found = []
-    for path in pattern:
-        if exclude is not None and path.resolve().is_relative_to(exclude):
-            continue
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-            found.append(path)
-    return sorted(found)
+            stderr.print(escape(f"wrote {output} ({done.output_size[0]}x{done.output_size[1]}) in {seconds:.1f} s"))
 
 
 def batch(
@@ -86,56 +82,62 @@ def batch(
     skip_existing: Annotated[bool, typer.Option(help="Leave outputs that already exist alone.")] = False,
     ext: Annotated[str, typer.Option(help="Output format extension.")] = "png",
     steps: opt.Steps = 5, scale: opt.Scale = 4.0, seed: opt.Seed = 0,
-    device: opt.Device = opt.DeviceName.auto, dtype: opt.Dtype = opt.DtypeName.auto, tile: opt.Tile = None,
+    device: opt.Device = "auto", dtype: opt.Dtype = opt.DtypeName.auto, tile: opt.Tile = None,
     color_fix: opt.Color = opt.ColorFix.wavelet, prompt: opt.Prompt = None,
     prompt_mode: opt.PromptModeOpt = opt.PromptMode.extend, critic: opt.Critic = opt.CriticKind.builtin,
     model: opt.Model = None, weights: opt.Weights = None, threads: opt.Threads = None,
     max_pixels: opt.MaxPixels = None, download: opt.Download = True,
     candidates: opt.Candidates = 1, select: opt.Select = opt.Selector.niqe,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes, each with its own model (1: this process).")] = 1,
+    prefetch: Annotated[int, typer.Option(min=0, help="Files decoded ahead while the model computes (0: none).")] = 2,
 ) -> None:
     """Upscale every image in a folder; one bad file does not stop the rest (exit 1 if any failed)."""
     with one_line_errors():
         if not folder.is_dir():
             raise InputError(f"{folder}: not a folder")
         output_dir = output_dir or folder.with_name(folder.name + "_qusr")
-        sources = find_images(folder, recursive, output_dir.resolve())
+        sources = find_images(folder, recursive, output_dir)
         if not sources:
             raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        options = opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode, candidates)
-        upscaler = _load(model, weights, device, dtype, threads, critic, download)
-        rows = []
+        jobs, notes = plan_jobs(sources, folder, output_dir, ext)
+        prepare_output_folder(output_dir, jobs)
+        for note in notes:
+            stderr.print(f"qusr: {escape(note)}")
+        settings = JobSettings(opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode, candidates),
+                               scale=scale, max_pixels=max_pixels, skip_existing=skip_existing)
+        spec = _spec(model, weights, device, dtype, threads, critic, download)
+        engine = spec if workers > 1 else spec.load()
+        outcomes: list[FileOutcome] = []
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TimeRemainingColumn())
-        with Progress(*columns, console=stderr) as bar:
-            task = bar.add_task("batch", total=len(sources))
-            for source in sources:
-                target = (output_dir / source.relative_to(folder)).with_suffix("." + ext.lstrip("."))
-                bar.update(task, description=source.name)
-                started = time.perf_counter()
-                if skip_existing and target.exists():
-                    rows.append((source, "skipped", "exists", 0.0))
-                else:
-                    try:
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        done = upscale_file(upscaler, source, target, options, scale=scale, max_pixels=max_pixels)
-                        rows.append((source, "ok", f"{done.output_size[0]}x{done.output_size[1]}",
-                                     time.perf_counter() - started))
-                    except QusrError as exc:
-                        rows.append((source, "failed", str(exc), time.perf_counter() - started))
-                bar.advance(task)
-        failed = _summary(rows, folder, output_dir)
+        try:
+            with Progress(*columns, console=stderr) as bar:
+                task = bar.add_task("batch", total=len(jobs))
+
+                def advance(outcome: FileOutcome) -> None:
+                    outcomes.append(outcome)
+                    bar.update(task, advance=1, description=escape(outcome.job.source.name))
+
+                upscale_files(engine, jobs, settings, executor="processes" if workers > 1 else "prefetch",
+                              workers=workers, prefetch=prefetch, on_outcome=advance)
+        finally:  # also when interrupted: what was done is said
+            failed = _summary(outcomes, len(jobs), folder, output_dir)
         if failed:
             raise typer.Exit(1)
 
 
-def _summary(rows, folder: Path, output_dir: Path) -> int:
-    table = Table(title=f"qusr batch: {folder} -> {output_dir}")
+def _summary(outcomes: list[FileOutcome], planned: int, folder: Path, output_dir: Path) -> int:
+    table = Table(title=escape(f"qusr batch: {folder} -> {output_dir}"))
     for column in ("file", "status", "output / reason", "seconds"):
         table.add_column(column)
     styles = {"ok": "green", "skipped": "yellow", "failed": "red"}
-    for source, status, detail, seconds in rows:
-        table.add_row(str(source.relative_to(folder)), f"[{styles[status]}]{status}[/]", detail, f"{seconds:.1f}")
+    for outcome in outcomes:
+        table.add_row(escape(str(outcome.job.source.relative_to(folder))),
+                      f"[{styles[outcome.status]}]{outcome.status}[/]", escape(outcome.detail), f"{outcome.seconds:.1f}")
     stderr.print(table)
-    failed = sum(1 for row in rows if row[1] == "failed")
-    stderr.print(f"{len(rows) - failed} done, {failed} failed")
-    return failed
+    counts = {status: sum(1 for o in outcomes if o.status == status) for status in styles}
+    line = f"{counts['ok']} done, {counts['skipped']} skipped, {counts['failed']} failed"
+    if len(outcomes) < planned:
+        line += f", {planned - len(outcomes)} not started"
+    stderr.print(line)
+    return counts["failed"]

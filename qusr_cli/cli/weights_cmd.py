@@ -28,6 +28,7 @@ from qusr_cli.weights import (
     resolve_model_folder,
     verify_component,
 )
+from qusr_cli.weights.checkpoint import read_header
 from qusr_cli.weights.registry import PACKAGE_DIR
 
 weights_app = typer.Typer(help="List, download and check the model files qusr uses.", no_args_is_help=True)
@@ -105,7 +106,7 @@ def verify(
     strict: Annotated[bool, typer.Option("--strict", help="Also fail when a file is missing.")] = False,
     weights: Weights = None,
 ) -> None:
-    """Check the size and sha256 of every model file on this machine; exit 1 on any mismatch."""
+    """Check the size, sha256 and header of every model file on this machine; exit 1 on any problem."""
     with one_line_errors():
         registry = load_registry(weights)
         models = [registry.model(name)] if name else list(registry.models.values())
@@ -126,6 +127,12 @@ def verify(
                 except WeightsError as exc:
                     problems.append(str(exc))
                     _add_row(table, model.name, spec.name, str(path), "MISMATCH")
+                    continue
+                try:
+                    read_header(path)  # a file can match its sha256 and still be malformed
+                except WeightsError as exc:
+                    problems.append(str(exc))
+                    _add_row(table, model.name, spec.name, str(path), "BAD HEADER")
                 else:
                     _add_row(table, model.name, spec.name, str(path), "ok")
         Console().print(table)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from qusr_cli.prior.builtin_critic import exposure_stats, luma, rms_contrast
@@ -20,14 +21,23 @@ from qusr_cli.weights.checkpoint import load_checkpoint
 
 DEFAULT_CRITIC = Path(__file__).resolve().parent.parent / "models" / "qusr-small-critic.safetensors"
 CROP = 64
+# The net halves its features three times and pools their standard deviation, which a 1x1 map (an
+# input under 9 px) leaves undefined (NaN). Smaller photos are edge-padded to this side first.
+MIN_SIDE = 16
 
 
 def grid_crops(image: torch.Tensor, crop: int = CROP, per_side: int = 4) -> torch.Tensor:
     """Up to per_side² crops of crop×crop at evenly spaced positions of a (1, 3, H, W) image.
 
-    An image smaller than one crop is returned whole: the net pools globally and accepts any size.
+    An image smaller than one crop is returned whole (the net pools globally and accepts any size),
+    edge-padded to at least MIN_SIDE a side.
     """
     height, width = image.shape[-2:]
+    if height < MIN_SIDE or width < MIN_SIDE:
+        extra_h, extra_w = max(0, MIN_SIDE - height), max(0, MIN_SIDE - width)
+        image = F.pad(image, (extra_w // 2, extra_w - extra_w // 2, extra_h // 2, extra_h - extra_h // 2),
+                      mode="replicate")
+        height, width = image.shape[-2:]
     if height < crop or width < crop:
         return image
     tops = torch.linspace(0, height - crop, min(per_side, height // crop + 1)).round().long().unique()

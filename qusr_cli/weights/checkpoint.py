@@ -15,6 +15,7 @@ from torch import nn
 
 from qusr_cli.archs import build_architecture
 from qusr_cli.errors import WeightsError, first_line
+from qusr_cli.weights.header_schema import ValidHeader, validate_header
 from qusr_cli.weights.registry import ROLES
 
 ARCH_KEY = "qusr.arch"
@@ -54,19 +55,28 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return metadata
 
 
+def read_header(path: str | Path) -> ValidHeader:
+    """The header, every section checked against its schema (header_schema) before anything is built."""
+    try:
+        return validate_header(read_metadata(path))
+    except WeightsError as exc:
+        message = str(exc)
+        raise WeightsError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+
+
 def checkpoint_info(path: str | Path) -> dict:
     """The free-form ``info`` dict (training config, placeholder flag, ...)."""
-    return json.loads(read_metadata(path).get(INFO_KEY, "{}"))
+    return read_header(path).info
 
 
 def load_checkpoint(path: str | Path, *, role: str | None = None, device: str | torch.device = "cpu") -> nn.Module:
     """Build the architecture named in the header and load its weights in fp32, in eval mode."""
     path = Path(path)
-    metadata = read_metadata(path)
-    if role is not None and metadata[ROLE_KEY] != role:
-        raise WeightsError(f"{path}: is a {metadata[ROLE_KEY]} checkpoint, expected {role}")
+    header = read_header(path)
+    if role is not None and header.role != role:
+        raise WeightsError(f"{path}: is a {header.role} checkpoint, expected {role}")
     try:
-        model = build_architecture(metadata[ARCH_KEY], json.loads(metadata[CONFIG_KEY]))
+        model = build_architecture(header.arch, header.config)
     except (KeyError, TypeError, ValueError) as exc:
         raise WeightsError(f"{path}: cannot build its architecture ({first_line(exc)})") from None
     try:

@@ -1,0 +1,46 @@
+"""The `qusr` executable's first code: signals and stderr are set up before anything heavy is imported.
+
+Importing the CLI loads PyTorch and takes a second or more; Ctrl-C or SIGTERM in that time must end
+qusr as quietly as at any later moment (exit 130 or 143, one line, no traceback). So this module
+imports only the standard library and qusr's errors until its guard is in place.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from qusr_cli.errors import Terminated
+
+
+def _raise_terminated(_signum, _frame) -> None:
+    raise Terminated()
+
+
+def _keep_c_libraries_off_stderr() -> None:
+    """libtiff, libjpeg and libpng print warnings about damaged files straight to file descriptor 2,
+    ahead of and unlike qusr's own one-line message. Python's stderr moves to a copy of descriptor 2,
+    and descriptor 2 itself goes to the null device: everything qusr and Python say still shows."""
+    try:
+        sys.stderr.flush()
+        python_stderr = os.dup(2)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+    except (OSError, AttributeError, ValueError):
+        return  # no descriptor 2 to move (a GUI launcher, a closed stderr): nothing can leak there either
+    sys.stderr = os.fdopen(python_stderr, "w", buffering=1, encoding=sys.stderr.encoding,
+                           errors=sys.stderr.errors)
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        _keep_c_libraries_off_stderr()
+        from qusr_cli.cli.app import main as run_app
+
+        run_app()
+    except KeyboardInterrupt as exc:  # only before the app's own guard is in place
+        print("qusr: interrupted", file=sys.stderr)
+        raise SystemExit(getattr(exc, "exit_code", 130)) from None
