@@ -36,3 +36,20 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be, so that the same cleanup runs."""
 
     exit_code = 143  # 128 + SIGTERM, what a shell reports for a process SIGTERM ended
+
+
+_received: list[KeyboardInterrupt] = []
+
+
+def raise_interrupt(interrupt: KeyboardInterrupt):
+    """What qusr's SIGINT and SIGTERM handlers call. The interrupt is also remembered, because some
+    libraries turn any exception into their own (transformers' lazy imports make a KeyboardInterrupt
+    a ModuleNotFoundError); ``reraise_if_interrupted`` gets it back."""
+    _received.append(interrupt)
+    raise interrupt
+
+
+def reraise_if_interrupted(exc: BaseException) -> None:
+    """Raise the interrupt behind ``exc`` if a signal arrived; call before handling an Exception as a failure."""
+    if _received:
+        raise _received[-1] from exc

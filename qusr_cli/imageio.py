@@ -305,11 +305,13 @@ def _output_format(path: Path) -> str:
 def _pixel_limit(limit: int | None):
     # Pillow reads its decompression-bomb threshold from this module global only; setting it for
     # the duration of one read moves the guard to --max-pixels without ever turning it off.
-    # Pillow merely warns between 1x and 2x the limit, so that warning is made an error too.
+    # Pillow merely warns between 1x and 2x the limit, so that warning is made an error too. Other
+    # decoder warnings (Pillow's "Corrupt EXIF data") would print beside qusr's own message: hidden.
     previous = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = limit
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             yield
     finally:
@@ -381,7 +383,7 @@ def _decode_tiff_without_pillow(path: Path, limit: int | None):
     Their EXIF is not carried over; orientation and ICC profile are.
     """
     with tifffile.TiffFile(path) as tiff:
-        page = tiff.pages[0]
+        page = _first_page(tiff)
         size = (page.imagewidth, page.imagelength)
         if limit is not None and size[0] * size[1] > limit:
             raise Image.DecompressionBombError(f"{size[0]}x{size[1]} pixels")
@@ -433,9 +435,15 @@ def _decode_png16(path: Path) -> np.ndarray:
     return imagecodecs.png_decode(path.read_bytes())
 
 
+def _first_page(tiff: tifffile.TiffFile):
+    if not len(tiff.pages):
+        raise tifffile.TiffFileError("the file holds no image")
+    return tiff.pages[0]
+
+
 def _decode_tiff16(path: Path) -> np.ndarray:
     with tifffile.TiffFile(path) as tiff:
-        page = tiff.pages[0]
+        page = _first_page(tiff)
         pixels = page.asarray()
         axes, photometric, extras = page.axes, page.photometric, page.extrasamples
     pixels = np.moveaxis(pixels, axes.index("S"), -1) if "S" in axes else pixels[:, :, None]

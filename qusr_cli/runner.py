@@ -30,7 +30,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 
 from qusr_cli.devices import worker_devices
-from qusr_cli.errors import QusrError, describe_failure
+from qusr_cli.errors import QusrError, describe_failure, reraise_if_interrupted
 from qusr_cli.files import Rendered, read_checked, render
 from qusr_cli.imageio import LoadedImage
 from qusr_cli.jobs import FileJob
@@ -70,6 +70,7 @@ def read_job(job: FileJob, settings: JobSettings) -> LoadedImage | FileOutcome:
         job.output.parent.mkdir(parents=True, exist_ok=True)
         return read_checked(job.source, job.output, settings.max_pixels)
     except Exception as exc:  # noqa: BLE001 - the point: no file may end the run
+        reraise_if_interrupted(exc)
         return FileOutcome(job, "failed", describe_failure(exc), time.perf_counter() - started)
 
 
@@ -78,6 +79,7 @@ def compute_job(upscaler: Upscaler, job: FileJob, image: LoadedImage, settings: 
     try:
         return render(upscaler, image, job.output, settings.options, scale=settings.scale)
     except Exception as exc:  # noqa: BLE001
+        reraise_if_interrupted(exc)
         return FileOutcome(job, "failed", describe_failure(exc), time.perf_counter() - started)
 
 
@@ -85,6 +87,7 @@ def write_job(job: FileJob, rendered: Rendered, started: float) -> FileOutcome:
     try:
         done = rendered.write()
     except Exception as exc:  # noqa: BLE001
+        reraise_if_interrupted(exc)
         return FileOutcome(job, "failed", describe_failure(exc), time.perf_counter() - started)
     return FileOutcome(job, "ok", f"{done.output_size[0]}x{done.output_size[1]}", time.perf_counter() - started)
 

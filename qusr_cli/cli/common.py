@@ -10,7 +10,7 @@ import click
 import typer
 from rich.console import Console
 
-from qusr_cli.errors import QusrError, describe_failure
+from qusr_cli.errors import QusrError, describe_failure, reraise_if_interrupted
 
 stderr = Console(stderr=True, highlight=False)
 
@@ -27,6 +27,8 @@ def setup_logging() -> None:
         logger.addHandler(_OneLineHandler())
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    # tifffile logs what it finds wrong in a damaged TIFF; qusr says it once, as its own one line.
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
 
 
 @contextmanager
@@ -41,8 +43,16 @@ def one_line_errors() -> Iterator[None]:
     except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
         raise  # Typer's own ways to end a command
     except Exception as exc:  # noqa: BLE001 - a bug still gets one line, never a traceback
+        try:
+            reraise_if_interrupted(exc)
+        except KeyboardInterrupt as interrupt:
+            _interrupted(interrupt)
         typer.echo(f"qusr: error: {describe_failure(exc)}", err=True)
         raise typer.Exit(1) from None
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as errors.Terminated
-        typer.echo("qusr: interrupted", err=True)
-        raise typer.Exit(getattr(exc, "exit_code", 130)) from None
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM as errors.Terminated
+        _interrupted(interrupt)
+
+
+def _interrupted(interrupt: KeyboardInterrupt):
+    typer.echo("qusr: interrupted", err=True)
+    raise typer.Exit(getattr(interrupt, "exit_code", 130)) from None

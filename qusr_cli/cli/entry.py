@@ -11,11 +11,11 @@ import os
 import signal
 import sys
 
-from qusr_cli.errors import Terminated
+from qusr_cli.errors import Terminated, raise_interrupt
 
 
-def _raise_terminated(_signum, _frame) -> None:
-    raise Terminated()
+def _on_signal(signum, _frame) -> None:
+    raise_interrupt(Terminated() if signum == signal.SIGTERM else KeyboardInterrupt())
 
 
 def _keep_c_libraries_off_stderr() -> None:
@@ -35,7 +35,9 @@ def _keep_c_libraries_off_stderr() -> None:
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGTERM, _on_signal)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not if the caller ignores Ctrl-C
+        signal.signal(signal.SIGINT, _on_signal)
     try:
         _keep_c_libraries_off_stderr()
         from qusr_cli.cli.app import main as run_app
