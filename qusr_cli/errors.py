@@ -49,6 +49,12 @@ def raise_interrupt(interrupt: KeyboardInterrupt):
     raise interrupt
 
 
+def raise_pending_interrupt() -> None:
+    """Raise a signal's interrupt that something swallowed (a bare ``except:`` in a library's import)."""
+    if _received:
+        raise _received[-1]
+
+
 def reraise_if_interrupted(exc: BaseException) -> None:
     """Raise the interrupt behind ``exc`` if a signal arrived; call before handling an Exception as a failure."""
     if _received:

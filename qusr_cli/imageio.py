@@ -444,7 +444,10 @@ def _first_page(tiff: tifffile.TiffFile):
 def _decode_tiff16(path: Path) -> np.ndarray:
     with tifffile.TiffFile(path) as tiff:
         page = _first_page(tiff)
-        pixels = page.asarray()
+        try:
+            pixels = page.asarray()
+        except RuntimeError as e:  # imagecodecs' codec errors (ImcdError for LZW, ...) are RuntimeErrors
+            raise tifffile.TiffFileError(first_line(e)) from e
         axes, photometric, extras = page.axes, page.photometric, page.extrasamples
     pixels = np.moveaxis(pixels, axes.index("S"), -1) if "S" in axes else pixels[:, :, None]
     if photometric == tifffile.PHOTOMETRIC.RGB:

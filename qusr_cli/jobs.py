@@ -75,10 +75,11 @@ def plan_jobs(sources: list[Path], folder: Path, output_dir: Path, ext: str) -> 
             continue
         shared = outputs[members[0]]
         for source in members:
-            stem = f"{shared.stem}_{source.suffix.lstrip('.').lower()}"
-            candidate, count = shared.with_name(stem + suffix), 2
+            own = outputs[source]
+            stem = f"{own.stem}_{source.suffix.lstrip('.').lower()}"
+            candidate, count = own.with_name(stem + suffix), 2
             while _name_key(candidate) in taken:
-                candidate, count = shared.with_name(f"{stem}_{count}{suffix}"), count + 1
+                candidate, count = own.with_name(f"{stem}_{count}{suffix}"), count + 1
             taken.add(_name_key(candidate))
             outputs[source] = candidate
         renamed = ", ".join(f"{source.name} -> {outputs[source].name}" for source in members)

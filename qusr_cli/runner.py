@@ -30,7 +30,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 
 from qusr_cli.devices import worker_devices
-from qusr_cli.errors import QusrError, describe_failure, reraise_if_interrupted
+from qusr_cli.errors import QusrError, describe_failure, raise_pending_interrupt, reraise_if_interrupted
 from qusr_cli.files import Rendered, read_checked, render
 from qusr_cli.imageio import LoadedImage
 from qusr_cli.jobs import FileJob
@@ -132,6 +132,7 @@ def upscale_files(engine: Upscaler | EngineSpec, jobs: Iterable[FileJob], settin
     upscaler = engine.load() if isinstance(engine, EngineSpec) else engine
     if executor == "sequential" or prefetch < 1:
         for job in jobs:
+            raise_pending_interrupt()
             report(upscale_one(upscaler, job, settings))
     else:
         _run_prefetched(upscaler, jobs, settings, prefetch, report)
@@ -144,16 +145,21 @@ def _run_prefetched(upscaler: Upscaler, jobs: list[FileJob], settings: JobSettin
     loaded: queue.Queue = queue.Queue(maxsize=depth)
 
     def read_ahead() -> None:
-        for job in jobs:
-            item = (time.perf_counter(), read_job(job, settings))
-            while not stop.is_set():
-                try:
-                    loaded.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if stop.is_set():
+        try:
+            for job in jobs:
+                hand_over((time.perf_counter(), read_job(job, settings)))
+                if stop.is_set():
+                    return
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread, which must not wait forever
+            hand_over((time.perf_counter(), exc))
+
+    def hand_over(item) -> None:
+        while not stop.is_set():
+            try:
+                loaded.put(item, timeout=0.1)
                 return
+            except queue.Full:
+                continue
 
     reader = threading.Thread(target=read_ahead, name="qusr-reader", daemon=True)
     writer = ThreadPoolExecutor(1, thread_name_prefix="qusr-writer")
@@ -161,7 +167,10 @@ def _run_prefetched(upscaler: Upscaler, jobs: list[FileJob], settings: JobSettin
     reader.start()
     try:
         for job in jobs:
+            raise_pending_interrupt()
             started, image = loaded.get()
+            if isinstance(image, BaseException):
+                raise image
             result = image if isinstance(image, FileOutcome) else compute_job(upscaler, job, image, settings)
             if isinstance(result, FileOutcome):
                 finished: Future = Future()
@@ -220,6 +229,7 @@ def _run_in_processes(spec: EngineSpec, jobs: list[FileJob], settings: JobSettin
         in_flight: deque[tuple[FileJob, Future]] = deque()
         try:
             while remaining or in_flight:
+                raise_pending_interrupt()
                 while remaining and len(in_flight) < 2 * workers:
                     job = remaining.popleft()
                     in_flight.append((job, pool.submit(_job_in_worker, job)))

@@ -35,3 +35,21 @@ def make_tiny_model(folder: Path, seed: int = 0, placeholder: bool = True) -> di
         "aux": save_checkpoint(folder / "aux.safetensors", aux, role="aux", info=info),
         "denoiser": save_checkpoint(folder / "denoiser.safetensors", denoiser, role="denoiser", info=info),
     }
+
+
+class NearestUpscaler:
+    """Stands in for ``Upscaler`` where a test is about files, not pixels: nearest-neighbour 4x,
+    instantly. ``fail_on`` maps an input width to the exception its upscale raises."""
+
+    def __init__(self, fail_on: dict[int, BaseException] | None = None):
+        self.fail_on = fail_on or {}
+        self.calls = 0
+
+    def upscale(self, lr: torch.Tensor, options=None, progress=None):
+        from qusr_cli.upscaler import Prior, UpscaleResult
+
+        self.calls += 1
+        if lr.shape[-1] in self.fail_on:
+            raise self.fail_on[lr.shape[-1]]
+        image = torch.nn.functional.interpolate(lr, scale_factor=4, mode="nearest")
+        return UpscaleResult(image=image, prior=Prior(None, None, None, None), tile=0, seed=0)

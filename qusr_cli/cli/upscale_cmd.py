@@ -14,7 +14,7 @@ from rich.table import Table
 
 from qusr_cli.cli import options as opt
 from qusr_cli.cli.common import one_line_errors, stderr
-from qusr_cli.errors import InputError
+from qusr_cli.errors import InputError, raise_pending_interrupt
 from qusr_cli.files import read_checked, upscale_image
 from qusr_cli.heatmaps import save_explanation
 from qusr_cli.imageio import IMAGE_SUFFIXES, default_output_path
@@ -51,6 +51,7 @@ def upscale(
         if heatmaps is not None:
             make_folder(heatmaps, "--heatmaps folder")
         upscaler = _spec(model, weights, device, dtype, threads, critic, download).load()
+        raise_pending_interrupt()
         started = time.perf_counter()
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=stderr, transient=True, disable=as_json) as bar:
