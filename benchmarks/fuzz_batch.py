@@ -43,8 +43,11 @@ TEMP_SUFFIX = ".tmp"
 
 def qusr(*args: str, **popen) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "QUSR_THREADS": "1"}
+    # A shell starts background jobs (nohup … &) with SIGINT ignored, and children inherit that:
+    # give qusr the default disposition, as a terminal would, or the SIGINT runs test nothing.
     return subprocess.Popen([sys.executable, "-m", "qusr_cli", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, errors="replace", **popen)
+                            stderr=subprocess.PIPE, text=True, errors="replace",
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen)
 
 
 def run(*args: str) -> tuple[int, str]:

@@ -14,22 +14,9 @@ from qusr_cli.cli.app import app
 from qusr_cli.imageio import read_image
 
 from fuzz.corpus import make_corpus
-from helpers import make_tiny_model
+from test_cli import tiny_folder, use_tiny_model  # noqa: F401 - the same tiny model, set for every test here
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-model")
-    make_tiny_model(folder)
-    return folder
-
-
-@pytest.fixture(autouse=True)
-def use_tiny_model(tiny_folder, monkeypatch):
-    monkeypatch.setenv("QUSR_WEIGHTS", str(tiny_folder))
-    monkeypatch.setenv("QUSR_THREADS", "1")
 
 
 def photo(path: Path, seed: int = 0) -> Path:

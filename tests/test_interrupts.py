@@ -43,7 +43,9 @@ def start(setup: Path, out: Path, *extra: str, steps: int = 8) -> subprocess.Pop
            "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen([sys.executable, "-m", "qusr_cli", "batch", str(setup / "photos"), "-o", str(out),
                              "--steps", str(steps), "--critic", "none", *extra],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # as from a terminal, even when the tests themselves run in the background
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def outputs(out: Path) -> dict[str, int]:
