@@ -12,60 +12,57 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from qusr_cli.cli import options as opt
-from qusr_cli.cli.common import one_line_errors, stderr
+from qusr_cli.cli.common import stderr
+from qusr_cli.cli.groups import grouped
 from qusr_cli.errors import InputError, QusrError
 from qusr_cli.files import read_checked, upscale_file, upscale_image
 from qusr_cli.heatmaps import save_explanation
 from qusr_cli.imageio import IMAGE_SUFFIXES, default_output_path
-from qusr_cli.loading import load_upscaler
+from qusr_cli.options import EngineOptions, UpscaleOptions
 
 
-def _load(model, weights, device, dtype, threads, critic, download):
-    return load_upscaler(model, weights=weights, device=device.value, dtype=dtype.value, threads=threads,
-                         critic=critic.value, allow_download=download)
-
-
+@grouped(engine=opt.ENGINE, options=opt.SAMPLING)
 def upscale(
     source: Annotated[Path, typer.Argument(help="Input image.", show_default=False)],
+    engine: EngineOptions,
+    options: UpscaleOptions,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file; its extension picks the format.")] = None,
-    steps: opt.Steps = 5, scale: opt.Scale = 4.0, seed: opt.Seed = 0,
-    device: opt.Device = opt.DeviceName.auto, dtype: opt.Dtype = opt.DtypeName.auto, tile: opt.Tile = None,
-    color_fix: opt.Color = opt.ColorFix.wavelet, prompt: opt.Prompt = None,
-    prompt_mode: opt.PromptModeOpt = opt.PromptMode.extend, critic: opt.Critic = opt.CriticKind.builtin,
-    candidates: opt.Candidates = 1, select: opt.Select = opt.Selector.niqe,
+    scale: opt.Scale = 4.0,
     heatmaps: Annotated[Path | None, typer.Option(help="Also write the uncertainty/noise-weight maps here.")] = None,
-    model: opt.Model = None, weights: opt.Weights = None, threads: opt.Threads = None,
-    max_pixels: opt.MaxPixels = None, download: opt.Download = True,
+    max_pixels: opt.MaxPixels = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
-    """Upscale one photo 4x (or --scale)."""
-    with one_line_errors():
-        output = output or default_output_path(source)
-        options = opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode, candidates)
-        image = read_checked(source, output, max_pixels)
-        upscaler = _load(model, weights, device, dtype, threads, critic, download)
-        started = time.perf_counter()
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=stderr, transient=True, disable=as_json) as bar:
-            task = bar.add_task(f"upscaling {source.name}", total=None)
-            done = upscale_image(upscaler, image, output, options, scale=scale,
-                                 progress=lambda n, total: bar.update(task, completed=n, total=total))
-        seconds = time.perf_counter() - started
-        if heatmaps is not None:
-            explanation = upscaler.explain(done.lr, options, prior=done.result.prior)
-            save_explanation(explanation, heatmaps, source.stem, upscaler.bundle.settings.floor,
-                             upscaler.bundle.settings.psi_max)
-        summary = {"input": str(source), "output": str(output), "input_size": done.input_size,
-                   "output_size": done.output_size, "seconds": round(seconds, 3), "steps": steps, "seed": seed,
-                   "tile": done.result.tile, "prior": done.result.prior.text, "chosen_seed": done.result.seed,
-                   "candidate_scores": {select.value: done.result.candidate_scores} if candidates > 1 else None}
-        if as_json:
-            typer.echo(json.dumps(summary))
-        else:
-            if candidates > 1:
-                scores = ", ".join(f"{s:.2f}" for s in done.result.candidate_scores)
-                stderr.print(f"{select.value} of the {candidates} candidates: {scores}; kept seed {done.result.seed}")
-            stderr.print(f"wrote {output} ({done.output_size[0]}x{done.output_size[1]}) in {seconds:.1f} s")
+    """Upscale one photo 4x (or --scale).
+
+    Example: qusr upscale photo.jpg -o photo_4x.png --steps 5 --seed 1
+    """
+    output = output or default_output_path(source)
+    image = read_checked(source, output, max_pixels)
+    upscaler = engine.load()
+    started = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=stderr, transient=True, disable=as_json) as bar:
+        task = bar.add_task(f"upscaling {source.name}", total=None)
+        done = upscale_image(upscaler, image, output, options, scale=scale,
+                             progress=lambda n, total: bar.update(task, completed=n, total=total))
+    seconds = time.perf_counter() - started
+    if heatmaps is not None:
+        explanation = upscaler.explain(done.lr, options, prior=done.result.prior)
+        save_explanation(explanation, heatmaps, source.stem, upscaler.bundle.settings.floor,
+                         upscaler.bundle.settings.psi_max)
+    candidates = options.candidates
+    summary = {"input": str(source), "output": str(output), "input_size": done.input_size,
+               "output_size": done.output_size, "seconds": round(seconds, 3), "steps": options.steps,
+               "seed": options.seed, "tile": done.result.tile, "prior": done.result.prior.text,
+               "chosen_seed": done.result.seed,
+               "candidate_scores": {options.select: done.result.candidate_scores} if candidates > 1 else None}
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        if candidates > 1:
+            scores = ", ".join(f"{s:.2f}" for s in done.result.candidate_scores)
+            stderr.print(f"{options.select} of the {candidates} candidates: {scores}; kept seed {done.result.seed}")
+        stderr.print(f"wrote {output} ({done.output_size[0]}x{done.output_size[1]}) in {seconds:.1f} s")
 
 
 def find_images(folder: Path, recursive: bool, exclude: Path | None) -> list[Path]:
@@ -79,53 +76,52 @@ def find_images(folder: Path, recursive: bool, exclude: Path | None) -> list[Pat
     return sorted(found)
 
 
+@grouped(engine=opt.ENGINE, options=opt.SAMPLING)
 def batch(
     folder: Annotated[Path, typer.Argument(help="Folder of images.", show_default=False)],
+    engine: EngineOptions,
+    options: UpscaleOptions,
     output_dir: Annotated[Path | None, typer.Option("-o", "--output-dir", help="Where outputs go (default: FOLDER_qusr).")] = None,
     recursive: Annotated[bool, typer.Option(help="Include subfolders (their layout is kept).")] = False,
     skip_existing: Annotated[bool, typer.Option(help="Leave outputs that already exist alone.")] = False,
     ext: Annotated[str, typer.Option(help="Output format extension.")] = "png",
-    steps: opt.Steps = 5, scale: opt.Scale = 4.0, seed: opt.Seed = 0,
-    device: opt.Device = opt.DeviceName.auto, dtype: opt.Dtype = opt.DtypeName.auto, tile: opt.Tile = None,
-    color_fix: opt.Color = opt.ColorFix.wavelet, prompt: opt.Prompt = None,
-    prompt_mode: opt.PromptModeOpt = opt.PromptMode.extend, critic: opt.Critic = opt.CriticKind.builtin,
-    model: opt.Model = None, weights: opt.Weights = None, threads: opt.Threads = None,
-    max_pixels: opt.MaxPixels = None, download: opt.Download = True,
-    candidates: opt.Candidates = 1, select: opt.Select = opt.Selector.niqe,
+    scale: opt.Scale = 4.0,
+    max_pixels: opt.MaxPixels = None,
 ) -> None:
-    """Upscale every image in a folder; one bad file does not stop the rest (exit 1 if any failed)."""
-    with one_line_errors():
-        if not folder.is_dir():
-            raise InputError(f"{folder}: not a folder")
-        output_dir = output_dir or folder.with_name(folder.name + "_qusr")
-        sources = find_images(folder, recursive, output_dir.resolve())
-        if not sources:
-            raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        options = opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode, candidates)
-        upscaler = _load(model, weights, device, dtype, threads, critic, download)
-        rows = []
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn())
-        with Progress(*columns, console=stderr) as bar:
-            task = bar.add_task("batch", total=len(sources))
-            for source in sources:
-                target = (output_dir / source.relative_to(folder)).with_suffix("." + ext.lstrip("."))
-                bar.update(task, description=source.name)
-                started = time.perf_counter()
-                if skip_existing and target.exists():
-                    rows.append((source, "skipped", "exists", 0.0))
-                else:
-                    try:
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        done = upscale_file(upscaler, source, target, options, scale=scale, max_pixels=max_pixels)
-                        rows.append((source, "ok", f"{done.output_size[0]}x{done.output_size[1]}",
-                                     time.perf_counter() - started))
-                    except QusrError as exc:
-                        rows.append((source, "failed", str(exc), time.perf_counter() - started))
-                bar.advance(task)
-        failed = _summary(rows, folder, output_dir)
-        if failed:
-            raise typer.Exit(1)
+    """Upscale every image in a folder; one bad file does not stop the rest (exit 1 if any failed).
+
+    Example: qusr batch photos/ -o photos_4x/ --recursive --skip-existing
+    """
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder")
+    output_dir = output_dir or folder.with_name(folder.name + "_qusr")
+    sources = find_images(folder, recursive, output_dir.resolve())
+    if not sources:
+        raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    upscaler = engine.load()
+    rows = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=stderr) as bar:
+        task = bar.add_task("batch", total=len(sources))
+        for source in sources:
+            target = (output_dir / source.relative_to(folder)).with_suffix("." + ext.lstrip("."))
+            bar.update(task, description=source.name)
+            started = time.perf_counter()
+            if skip_existing and target.exists():
+                rows.append((source, "skipped", "exists", 0.0))
+            else:
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    done = upscale_file(upscaler, source, target, options, scale=scale, max_pixels=max_pixels)
+                    rows.append((source, "ok", f"{done.output_size[0]}x{done.output_size[1]}",
+                                 time.perf_counter() - started))
+                except QusrError as exc:
+                    rows.append((source, "failed", str(exc), time.perf_counter() - started))
+            bar.advance(task)
+    failed = _summary(rows, folder, output_dir)
+    if failed:
+        raise typer.Exit(1)
 
 
 def _summary(rows, folder: Path, output_dir: Path) -> int:
