@@ -21,7 +21,7 @@ class AuxTask:
 
     def __init__(self, num_feat: int = 48, num_conv: int = 10, upsample: str = "bicubic",
                  val_pairs: PairedSet | None = None):
-        self.model = CompactSR(num_feat=num_feat, num_conv=num_conv, scale=4, upsample=upsample)
+        self.model = CompactSR(num_feat=num_feat, num_conv=num_conv, upsample=upsample)
         self.val_pairs = val_pairs
         self._bicubic: dict[str, float] | None = None
 

@@ -19,12 +19,12 @@ from qusr_cli import metrics
 from qusr_cli.aux_sr import auxiliary_estimate, bicubic_upsample
 from qusr_cli.errors import InputError
 from qusr_cli.eval_sets import load_set
-from qusr_cli.imageio import read_rgb8
 from qusr_cli.metrics.fidelity import as_rgb255, rgb_to_y
 from qusr_cli.metrics.niqe import BLOCK as NIQE_MIN_SIDE
 from qusr_cli.noise import NoiseField
 from qusr_cli.stages import denoise, stage_maps
 from qusr_cli.tiling import pad_to_multiple
+from qusr_cli.train.dataset import load_rgb
 from qusr_cli.weights.header import DiffusionSettings
 
 DEFAULT_VAL_SET = "imagenet-val32"  # a set name (qusr_cli.eval_sets), or give a folder
@@ -76,7 +76,7 @@ def load_pairs(spec: str | Path = DEFAULT_VAL_SET, limit: int | None = None) -> 
         raise InputError(f"{found.root}: no lq/ and gt/ pairs to validate on")
 
     def stack(paths: list[Path]) -> torch.Tensor:
-        return torch.stack([torch.from_numpy(read_rgb8(p).copy()).permute(2, 0, 1) for p in paths]).float() / 255.0
+        return torch.stack([load_rgb(p) for p in paths]).float() / 255.0
 
     return PairedSet(stack([i.lr for i in found.images]), stack([i.gt for i in found.images]),
                      [i.lr.name for i in found.images])
