@@ -22,11 +22,12 @@ from qusr_cli.options import EngineOptions, UpscaleOptions
          options=opt.SAMPLING.without(steps=5, seed=0, color_fix="wavelet", candidates=1, select="niqe"))
 def explain(
     source: Annotated[Path, typer.Argument(help="Input image.", show_default=False)],
-    engine: EngineOptions,
-    options: UpscaleOptions,
     output_dir: Annotated[Path | None, typer.Option("-o", "--output-dir", help="Where the maps go (default: next to the input).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a panel.")] = False,
     max_pixels: opt.MaxPixels = None,
+    *,
+    engine: EngineOptions,
+    options: UpscaleOptions,
 ) -> None:
     """Write the uncertainty and noise-weight maps and g(y); print the quality report and critique.
 

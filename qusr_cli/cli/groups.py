@@ -8,12 +8,13 @@ training commands the loop options, each with one declaration and one place that
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class OptionGroup:
 
     build: Callable[..., Any]
     options: dict[str, tuple[Any, Any]]
+    panel: str | None = None  # the heading its options are listed under in --help
     fixed: dict[str, Any] = field(default_factory=dict)
 
     def with_defaults(self, **defaults: Any) -> OptionGroup:
@@ -44,6 +46,18 @@ class OptionGroup:
         return self.build(**plain, **self.fixed)
 
 
+def _in_panel(kind: Any, panel: str | None) -> Any:
+    """``Annotated[T, typer.Option(...)]`` with the option listed under ``panel`` in --help."""
+    if panel is None or get_origin(kind) is not Annotated:
+        return kind
+    base, *metadata = get_args(kind)
+    metadata = [copy.copy(m) for m in metadata]  # the shared declaration stays as it is
+    for item in metadata:
+        if hasattr(item, "rich_help_panel"):
+            item.rich_help_panel = panel
+    return Annotated[(base, *metadata)]
+
+
 def grouped(**groups: OptionGroup) -> Callable[[Callable], Callable]:
     """Decorator: each command parameter named like a keyword here receives that group's built object."""
     def decorate(command: Callable) -> Callable:
@@ -51,8 +65,10 @@ def grouped(**groups: OptionGroup) -> Callable[[Callable], Callable]:
         parameters = []
         for parameter in signature.parameters.values():
             if parameter.name in groups:
-                parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
-                               for name, (kind, default) in groups[parameter.name].options.items()]
+                group = groups[parameter.name]
+                parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
+                                                 annotation=_in_panel(kind, group.panel), default=default)
+                               for name, (kind, default) in group.options.items()]
             else:
                 parameters.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY))
 

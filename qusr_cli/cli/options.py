@@ -77,7 +77,7 @@ ENGINE = OptionGroup(EngineOptions, {
     "allow_download": (Annotated[bool, typer.Option(
         "--download/--no-download", help="Fetch missing weights from the Hub (local files are always used "
                                          "first).")], True),
-})
+}, panel="Model and device")
 
 SAMPLING = OptionGroup(UpscaleOptions, {
     "steps": (Annotated[int, typer.Option(min=1, max=50, help="Diffusion steps (one checkpoint serves 1-50).")], 5),
@@ -91,7 +91,7 @@ SAMPLING = OptionGroup(UpscaleOptions, {
         min=1, max=16, help="Best of N: draw N samples, keep the one --select likes most.")], 1),
     "select": (Annotated[Selector, typer.Option(help="No-reference score that picks among --candidates.")],
                Selector.niqe),
-})
+}, panel="Sampling")
 
 
 def _loop_config(*, warmup: int, **values):
@@ -120,4 +120,4 @@ LOOP = OptionGroup(_loop_config, {
                                                 help="DataLoader worker processes for degradations.")], 1),
     "warmup": (Annotated[int, typer.Option("--warmup", min=0, help="Linear warm-up steps.")], 100),
     "amp": (Annotated[str, typer.Option("--amp", help="auto (bf16 on CUDA only), bf16, fp16 or none.")], "auto"),
-})
+}, panel="Training loop")

@@ -24,13 +24,14 @@ from qusr_cli.options import EngineOptions, UpscaleOptions
 @grouped(engine=opt.ENGINE, options=opt.SAMPLING)
 def upscale(
     source: Annotated[Path, typer.Argument(help="Input image.", show_default=False)],
-    engine: EngineOptions,
-    options: UpscaleOptions,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file; its extension picks the format.")] = None,
     scale: opt.Scale = 4.0,
     heatmaps: Annotated[Path | None, typer.Option(help="Also write the uncertainty/noise-weight maps here.")] = None,
     max_pixels: opt.MaxPixels = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    *,
+    engine: EngineOptions,
+    options: UpscaleOptions,
 ) -> None:
     """Upscale one photo 4x (or --scale).
 
@@ -79,14 +80,15 @@ def find_images(folder: Path, recursive: bool, exclude: Path | None) -> list[Pat
 @grouped(engine=opt.ENGINE, options=opt.SAMPLING)
 def batch(
     folder: Annotated[Path, typer.Argument(help="Folder of images.", show_default=False)],
-    engine: EngineOptions,
-    options: UpscaleOptions,
     output_dir: Annotated[Path | None, typer.Option("-o", "--output-dir", help="Where outputs go (default: FOLDER_qusr).")] = None,
     recursive: Annotated[bool, typer.Option(help="Include subfolders (their layout is kept).")] = False,
     skip_existing: Annotated[bool, typer.Option(help="Leave outputs that already exist alone.")] = False,
     ext: Annotated[str, typer.Option(help="Output format extension.")] = "png",
     scale: opt.Scale = 4.0,
     max_pixels: opt.MaxPixels = None,
+    *,
+    engine: EngineOptions,
+    options: UpscaleOptions,
 ) -> None:
     """Upscale every image in a folder; one bad file does not stop the rest (exit 1 if any failed).
 
