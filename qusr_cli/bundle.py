@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from qusr_cli.archs import ArchDescriptor
+from qusr_cli.errors import WeightsError
 from qusr_cli.weights.checkpoint import checkpoint_info, load_checkpoint
 from qusr_cli.weights.header import DiffusionSettings, is_placeholder
 
@@ -43,6 +44,9 @@ def load_bundle(name: str, files: dict[str, Path]) -> ModelBundle:
     aux = load_checkpoint(files["aux"], role="aux")
     denoiser = load_checkpoint(files["denoiser"], role="denoiser")
     infos = [checkpoint_info(files[role]) for role in ("aux", "denoiser")]
+    if aux.descriptor.scale != denoiser.descriptor.scale:
+        raise WeightsError(f"model {name}: its aux net upscales {aux.descriptor.scale}x but its denoiser "
+                           f"{denoiser.descriptor.scale}x")
     return ModelBundle(
         name=name, aux=aux, denoiser=denoiser,
         settings=DiffusionSettings.from_info(infos[1]),

@@ -65,6 +65,8 @@ class Explanation:
 class Upscaler:
     def __init__(self, bundle: ModelBundle, *, device: torch.device, dtype: torch.dtype,
                  critic=None, text_encoder=None):
+        if dtype not in bundle.descriptor.dtypes:
+            raise QusrError(f"the denoiser of {bundle.name} does not run in {dtype}")
         self.bundle = bundle.to(device)
         self.device = device
         self.dtype = dtype

@@ -184,3 +184,14 @@ def test_engine_options_load_an_upscaler_with_the_critic_vocabulary(tmp_path):
         EngineOptions(weights=tmp_path, threads=1, critic="learned").load()
     with pytest.raises(QusrError, match="unknown critic 'statistics'"):
         EngineOptions(weights=tmp_path, threads=1, critic="statistics").load()
+
+
+def test_a_bundle_whose_nets_disagree_on_the_scale_is_refused(tmp_path):
+    from qusr_cli.archs import CompactSR
+    from qusr_cli.errors import WeightsError
+    from qusr_cli.weights.checkpoint import save_checkpoint
+
+    files = make_tiny_model(tmp_path)
+    save_checkpoint(files["aux"], CompactSR(num_feat=4, num_conv=1, scale=2), role="aux")
+    with pytest.raises(WeightsError, match="upscales 2x but its denoiser 4x"):
+        load_bundle("mixed", files)

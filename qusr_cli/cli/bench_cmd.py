@@ -52,7 +52,8 @@ def bench(
                                                      "are installed.")] = True,
     plots: Annotated[bool, typer.Option(help="Write PNG charts (needs matplotlib: the bench extra).")] = True,
     seed: opt.Seed = 0,
-    engine: EngineOptions = EngineOptions(),
+    *,
+    engine: EngineOptions,
 ) -> None:
     """Benchmark quality (PSNR/SSIM/NIQE) and speed (time, memory, FLOPs) against baselines.
 
