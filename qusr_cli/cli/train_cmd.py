@@ -79,7 +79,8 @@ def _pairs(val_dir: str, val_every: int):
         return None
     try:
         return load_pairs(val_dir)
-    except InputError:
+    except InputError as exc:
+        typer.echo(f"qusr: no validation: {exc}", err=True)
         return None
 
 
