@@ -16,7 +16,7 @@ from helpers import make_tiny_model
 from PIL import Image
 from typer.testing import CliRunner
 
-from qusr_cli.bench.datasets import load_set, speed_inputs, synthetic_set
+from qusr_cli.bench.datasets import speed_inputs, synthetic_set
 from qusr_cli.bench.measure import count_flops, current_rss_bytes, lr_tiles
 from qusr_cli.bench.methods import (
     EngineConfig,
@@ -27,6 +27,7 @@ from qusr_cli.bench.methods import (
 )
 from qusr_cli.cli.bench_cmd import bench
 from qusr_cli.errors import QusrError
+from qusr_cli.eval_sets import load_set
 from qusr_cli.imageio import read_rgb8
 from qusr_cli.metrics import psnr_y
 from qusr_cli.tiling import plan_tiles

@@ -9,11 +9,9 @@ import torch
 from PIL import Image
 
 from qusr_cli.errors import InputError
-from qusr_cli.eval_sets import REPO_ROOT, EvalImage, EvalSet, list_images, load_set
+from qusr_cli.eval_sets import EvalImage, EvalSet, list_images
 from qusr_cli.imageio import atomic_write, read_image
 
-__all__ = ["REPO_ROOT", "EvalImage", "EvalSet", "list_images", "load_set", "from_uint8", "read_rgb", "save_png",
-           "speed_inputs", "synthetic_set", "to_uint8"]
 
 def read_rgb(path: Path) -> torch.Tensor:
     """(1, 3, H, W) float in [0, 1]; alpha is dropped, as every compared method sees colour only."""

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from qusr_cli.bench.datasets import EvalSet, read_rgb, to_uint8
+from qusr_cli.bench.datasets import read_rgb, to_uint8
 from qusr_cli.bench.methods import MethodSpec, qusr_name
 from qusr_cli.errors import QusrError
+from qusr_cli.eval_sets import EvalSet
 from qusr_cli.imageio import read_rgb8
 
 CROP_SIDE = 48        # LR pixels: 192 output pixels per cell, shown 1:1

@@ -30,18 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from qusr_cli.bench import report
-from qusr_cli.bench.datasets import (
-    REPO_ROOT,
-    EvalImage,
-    EvalSet,
-    list_images,
-    load_set,
-    read_rgb,
-    save_png,
-    speed_inputs,
-    synthetic_set,
-    to_uint8,
-)
+from qusr_cli.bench.datasets import read_rgb, save_png, speed_inputs, synthetic_set, to_uint8
 from qusr_cli.bench.measure import (
     ExtraMetrics,
     core_metrics,
@@ -55,6 +44,7 @@ from qusr_cli.bench.measure import (
 )
 from qusr_cli.bench.methods import SCALE, EngineConfig, ExternalMethod, MethodLoader, MethodSpec
 from qusr_cli.errors import QusrError
+from qusr_cli.eval_sets import REPO_ROOT, EvalImage, EvalSet, list_images, load_set
 from qusr_cli.imageio import read_rgb8
 
 WARMUP_SIDE = 64  # the untimed first call runs on a corner crop this size: it primes kernels cheaply
