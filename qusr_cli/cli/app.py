@@ -8,7 +8,7 @@ import typer
 
 from qusr_cli import __version__
 from qusr_cli.cli.bench_cmd import bench
-from qusr_cli.cli.common import command_group, setup_logging
+from qusr_cli.cli.common import command_group, command_logging
 from qusr_cli.cli.explain_cmd import explain
 from qusr_cli.cli.info_cmd import info
 from qusr_cli.cli.train_cmd import train_app
@@ -26,9 +26,10 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+def root(context: typer.Context,
+         version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                 help="Print the version and exit.")] = False) -> None:
-    setup_logging()
+    context.with_resource(command_logging())
 
 
 app.command()(upscale)

@@ -104,14 +104,19 @@ def _loop_config(*, warmup: int, **values):
     return LoopConfig(warmup=min(warmup, max(1, values["steps"] // 10)), **values)
 
 
+Batch = Annotated[int, typer.Option("--batch", min=1, help="Crops per step.")]
+TrainThreads = Annotated[int, typer.Option("--threads", min=1, help="PyTorch threads (1 is fastest on a busy CPU).")]
+TrainDevice = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+TrainSeed = Annotated[int, typer.Option("--seed", help="Seeds crops, degradations and the loop.")]
+Amp = Annotated[str, typer.Option("--amp", help="auto (bf16 on CUDA only), bf16, fp16 or none.")]
+
 LOOP = OptionGroup(_loop_config, {
     "steps": (Annotated[int, typer.Option("--steps", min=1, help="Total optimizer steps.")], 2000),
-    "batch": (Annotated[int, typer.Option("--batch", min=1, help="Crops per step.")], 16),
+    "batch": (Batch, 16),
     "lr": (Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate.")], 2e-4),
-    "threads": (Annotated[int, typer.Option("--threads", min=1,
-                                            help="PyTorch threads (1 is fastest on a busy CPU).")], 1),
-    "device": (Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")], "auto"),
-    "seed": (Annotated[int, typer.Option("--seed", help="Seeds crops, degradations and the loop.")], 0),
+    "threads": (TrainThreads, 1),
+    "device": (TrainDevice, "auto"),
+    "seed": (TrainSeed, 0),
     "val_every": (Annotated[int, typer.Option("--val-every", min=0,
                                               help="Validate every N steps (0: never).")], 500),
     "save_every": (Annotated[int, typer.Option("--save-every", min=1,
@@ -119,5 +124,5 @@ LOOP = OptionGroup(_loop_config, {
     "num_workers": (Annotated[int, typer.Option("--workers", min=0,
                                                 help="DataLoader worker processes for degradations.")], 1),
     "warmup": (Annotated[int, typer.Option("--warmup", min=0, help="Linear warm-up steps.")], 100),
-    "amp": (Annotated[str, typer.Option("--amp", help="auto (bf16 on CUDA only), bf16, fp16 or none.")], "auto"),
+    "amp": (Amp, "auto"),
 }, panel="Training loop")
