@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from qusr_cli.jobs import find_images, plan_jobs, prepare_output_folder  # noqa: E402
-from qusr_cli.loading import EngineSpec  # noqa: E402
+from qusr_cli.options import EngineOptions  # noqa: E402
 from qusr_cli.runner import JobSettings, compute_job, read_job, upscale_files, write_job  # noqa: E402
 from qusr_cli.upscaler import UpscaleOptions  # noqa: E402
 
@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     threads = int(os.environ.get("QUSR_THREADS", "1"))
-    upscaler = EngineSpec(device="cpu", threads=threads).load()
+    upscaler = EngineOptions(device="cpu", threads=threads).load()
     count = len(find_images(args.folder))
     print(f"{count} files from {args.folder.name}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, torch threads {threads}, dtype {upscaler.dtype}")

@@ -11,7 +11,7 @@ then the file being written is either complete or removed (writes are atomic).
 - ``sequential``: read, upscale, write, one file after the other.
 - ``prefetch``: a reader thread decodes the next files and a writer thread encodes and writes the
   last one while the engine computes (the overlap Real-ESRGAN's inference script uses).
-- ``processes``: worker processes, each building its own engine from an ``EngineSpec`` (plain
+- ``processes``: worker processes, each building its own engine from an ``EngineOptions`` (plain
   ``cuda`` spreads them over the visible GPUs; ``cuda:N`` pins them all to one).
 """
 
@@ -34,9 +34,9 @@ from qusr_cli.errors import QusrError, describe_failure, raise_pending_interrupt
 from qusr_cli.files import Rendered, read_checked, render
 from qusr_cli.imageio import LoadedImage
 from qusr_cli.jobs import FileJob
-from qusr_cli.loading import EngineSpec
 from qusr_cli.safe_write import remove_unfinished_temp_files
-from qusr_cli.upscaler import UpscaleOptions, Upscaler
+from qusr_cli.options import EngineOptions, UpscaleOptions
+from qusr_cli.upscaler import Upscaler
 
 EXECUTORS = ("sequential", "prefetch", "processes")
 
@@ -106,12 +106,12 @@ def upscale_one(upscaler: Upscaler, job: FileJob, settings: JobSettings) -> File
 
 # ---- executors ------------------------------------------------------------------------------------
 
-def upscale_files(engine: Upscaler | EngineSpec, jobs: Iterable[FileJob], settings: JobSettings = JobSettings(), *,
+def upscale_files(engine: Upscaler | EngineOptions, jobs: Iterable[FileJob], settings: JobSettings = JobSettings(), *,
                   executor: str = "prefetch", workers: int = 2, prefetch: int = 2,
                   on_outcome: Callable[[FileOutcome], None] | None = None) -> list[FileOutcome]:
     """Run every job; returns the outcomes in job order, each also passed to ``on_outcome`` when known.
 
-    ``engine`` is a ready Upscaler, or an EngineSpec to build one from (``processes`` needs the spec:
+    ``engine`` is a ready Upscaler, or an EngineOptions to build one from (``processes`` needs the spec:
     each worker builds its own). ``prefetch`` is how many decoded files may wait for the engine.
     """
     jobs = list(jobs)
@@ -123,13 +123,13 @@ def upscale_files(engine: Upscaler | EngineSpec, jobs: Iterable[FileJob], settin
             on_outcome(outcome)
 
     if executor == "processes":
-        if not isinstance(engine, EngineSpec):
-            raise ValueError("the processes executor needs an EngineSpec: each worker builds its own engine")
+        if not isinstance(engine, EngineOptions):
+            raise ValueError("the processes executor needs an EngineOptions: each worker builds its own engine")
         _run_in_processes(engine, jobs, settings, workers, report)
         return outcomes
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}, not {executor!r}")
-    upscaler = engine.load() if isinstance(engine, EngineSpec) else engine
+    upscaler = engine.load() if isinstance(engine, EngineOptions) else engine
     if executor == "sequential" or prefetch < 1:
         for job in jobs:
             raise_pending_interrupt()
@@ -201,7 +201,7 @@ def _end_worker(_signum, _frame) -> None:
     os._exit(143)
 
 
-def _start_worker(spec: EngineSpec, settings: JobSettings, devices) -> None:
+def _start_worker(spec: EngineOptions, settings: JobSettings, devices) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which ends the workers
     signal.signal(signal.SIGTERM, _end_worker)
     _worker["settings"] = settings
@@ -218,7 +218,7 @@ def _job_in_worker(job: FileJob) -> FileOutcome:
     return upscale_one(_worker["upscaler"], job, _worker["settings"])
 
 
-def _run_in_processes(spec: EngineSpec, jobs: list[FileJob], settings: JobSettings, workers: int,
+def _run_in_processes(spec: EngineOptions, jobs: list[FileJob], settings: JobSettings, workers: int,
                       report: Callable[[FileOutcome], None]) -> None:
     """At most two jobs per worker in flight. A worker that dies (the kernel's OOM killer) fails the
     jobs in flight, not the run: the pool is started again for the rest."""
@@ -250,7 +250,7 @@ def _run_in_processes(spec: EngineSpec, jobs: list[FileJob], settings: JobSettin
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _start_pool(spec: EngineSpec, settings: JobSettings, workers: int) -> ProcessPoolExecutor:
+def _start_pool(spec: EngineOptions, settings: JobSettings, workers: int) -> ProcessPoolExecutor:
     # spawn, not fork: a forked copy of a process that has started PyTorch's threads can deadlock.
     context = multiprocessing.get_context("spawn")
     devices = context.Queue()

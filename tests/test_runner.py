@@ -11,7 +11,7 @@ from PIL import Image
 
 from qusr_cli.errors import InputError
 from qusr_cli.jobs import FileJob, find_images, plan_jobs, prepare_output_folder
-from qusr_cli.loading import EngineSpec
+from qusr_cli.options import EngineOptions
 from qusr_cli.runner import JobSettings, upscale_files, upscale_one
 from qusr_cli.upscaler import UpscaleOptions
 
@@ -76,7 +76,7 @@ def test_worker_processes_build_their_own_engine_and_match_one_process(tmp_path)
     model = tmp_path / "model"
     make_tiny_model(model)
     jobs, out = folder_of_photos(tmp_path, widths=(12, 13, 14))
-    spec = EngineSpec(weights=str(model), device="cpu", dtype="fp32", threads=1, critic="none")
+    spec = EngineOptions(weights=str(model), device="cpu", dtype="fp32", threads=1, critic="none")
     settings = JobSettings(UpscaleOptions(steps=1))
     upscale_files(spec, jobs, settings, executor="sequential")
     one_process = {p.name: p.read_bytes() for p in out.iterdir()}

@@ -1,4 +1,4 @@
-"""What every qusr command shares: one-line errors, warnings on stderr, the stderr console."""
+"""What every qusr command shares: the one error boundary, warnings on stderr, the stderr console."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from contextlib import contextmanager
 import click
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
-from qusr_cli.errors import QusrError, describe_failure, reraise_if_interrupted
+from qusr_cli.errors import InputError, QusrError, describe_failure, reraise_if_interrupted
 
 stderr = Console(stderr=True, highlight=False)
 
@@ -20,15 +21,30 @@ class _OneLineHandler(logging.Handler):
         typer.echo(f"qusr: {record.getMessage()}", err=True)
 
 
-def setup_logging() -> None:
-    """Library warnings (placeholder model, halved tiles, missing encoder) become 'qusr: …' lines."""
+@contextmanager
+def command_logging() -> Iterator[None]:
+    """For one command, library warnings (halved tiles, missing encoder) become 'qusr: …' lines.
+
+    The ``qusr`` logger is restored afterwards: a library must not stay configured by one command for
+    the next, or for a program that runs several commands in one process (tests, notebooks).
+    """
     logger = logging.getLogger("qusr")
-    if not any(isinstance(h, _OneLineHandler) for h in logger.handlers):
-        logger.addHandler(_OneLineHandler())
+    handler = _OneLineHandler()
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
     # tifffile logs what it finds wrong in a damaged TIFF; qusr says it once, as its own one line.
-    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
+    tifffile_logger = logging.getLogger("tifffile")
+    tifffile_level = tifffile_logger.level
+    tifffile_logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+        tifffile_logger.setLevel(tifffile_level)
 
 
 @contextmanager
@@ -56,3 +72,28 @@ def one_line_errors() -> Iterator[None]:
 def _interrupted(interrupt: KeyboardInterrupt):
     typer.echo("qusr: interrupted", err=True)
     raise typer.Exit(getattr(interrupt, "exit_code", 130)) from None
+
+
+class QusrGroup(TyperGroup):
+    """The error boundary: every command of a group made by :func:`command_group` runs inside
+    :func:`one_line_errors`, whether the group is ``qusr`` itself or a sub-app run on its own."""
+
+    def invoke(self, ctx):
+        with one_line_errors():
+            return super().invoke(ctx)
+
+
+def command_group(**settings) -> typer.Typer:
+    """A Typer app whose commands share the error boundary (``qusr``, ``qusr weights``, ``qusr train``)."""
+    return typer.Typer(cls=QusrGroup, no_args_is_help=True, **settings)
+
+
+def parse_numbers(text: str, option: str, kind: type = int, minimum: float | None = None) -> list:
+    """A comma-separated list option ("1,2,4"; "" is empty) as numbers of ``kind``, each at least ``minimum``."""
+    try:
+        values = [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"{option}: expected comma-separated {kind.__name__}s, got {text!r}") from None
+    if minimum is not None and any(v < minimum for v in values):
+        raise InputError(f"{option}: every value must be at least {minimum}")
+    return values

@@ -13,118 +13,115 @@ from rich.markup import escape
 from rich.table import Table
 
 from qusr_cli.cli import options as opt
-from qusr_cli.cli.common import one_line_errors, stderr
+from qusr_cli.cli.common import stderr
+from qusr_cli.cli.groups import grouped
 from qusr_cli.errors import InputError, raise_pending_interrupt
 from qusr_cli.files import read_checked, upscale_image
 from qusr_cli.heatmaps import save_explanation
 from qusr_cli.imageio import IMAGE_SUFFIXES, default_output_path
 from qusr_cli.jobs import find_images, plan_jobs, prepare_output_folder
-from qusr_cli.loading import EngineSpec
+from qusr_cli.options import EngineOptions, UpscaleOptions
 from qusr_cli.runner import FileOutcome, JobSettings, upscale_files
 from qusr_cli.safe_write import clean_stale_temp_files, make_folder
 
 
-def _spec(model, weights, device, dtype, threads, critic, download) -> EngineSpec:
-    return EngineSpec(model, None if weights is None else str(weights), device, dtype.value, threads, critic.value,
-                      download)
-
-
+@grouped(engine=opt.ENGINE, options=opt.SAMPLING)
 def upscale(
     source: Annotated[Path, typer.Argument(help="Input image.", show_default=False)],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file; its extension picks the format.")] = None,
-    steps: opt.Steps = 5, scale: opt.Scale = 4.0, seed: opt.Seed = 0,
-    device: opt.Device = "auto", dtype: opt.Dtype = opt.DtypeName.auto, tile: opt.Tile = None,
-    color_fix: opt.Color = opt.ColorFix.wavelet, prompt: opt.Prompt = None,
-    prompt_mode: opt.PromptModeOpt = opt.PromptMode.extend, critic: opt.Critic = opt.CriticKind.builtin,
-    candidates: opt.Candidates = 1, select: opt.Select = opt.Selector.niqe,
+    scale: opt.Scale = 4.0,
     heatmaps: Annotated[Path | None, typer.Option(help="Also write the uncertainty/noise-weight maps here.")] = None,
-    model: opt.Model = None, weights: opt.Weights = None, threads: opt.Threads = None,
-    max_pixels: opt.MaxPixels = None, download: opt.Download = True,
+    max_pixels: opt.MaxPixels = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    *,
+    engine: EngineOptions,
+    options: UpscaleOptions,
 ) -> None:
-    """Upscale one photo 4x (or --scale)."""
-    with one_line_errors():
-        output = output or default_output_path(source)
-        options = opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode, candidates)
-        image = read_checked(source, output, max_pixels)
-        clean_stale_temp_files(output.parent)
-        if heatmaps is not None:
-            make_folder(heatmaps, "--heatmaps folder")
-        upscaler = _spec(model, weights, device, dtype, threads, critic, download).load()
-        raise_pending_interrupt()
-        started = time.perf_counter()
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=stderr, transient=True, disable=as_json) as bar:
-            task = bar.add_task(escape(f"upscaling {source.name}"), total=None)
-            done = upscale_image(upscaler, image, output, options, scale=scale,
-                                 progress=lambda n, total: bar.update(task, completed=n, total=total))
-        seconds = time.perf_counter() - started
-        if heatmaps is not None:
-            explanation = upscaler.explain(done.lr, options, prior=done.result.prior)
-            save_explanation(explanation, heatmaps, source.stem, upscaler.bundle.settings.floor,
-                             upscaler.bundle.settings.psi_max)
-        summary = {"input": str(source), "output": str(output), "input_size": done.input_size,
-                   "output_size": done.output_size, "seconds": round(seconds, 3), "steps": steps, "seed": seed,
-                   "tile": done.result.tile, "prior": done.result.prior.text, "chosen_seed": done.result.seed,
-                   "candidate_scores": {select.value: done.result.candidate_scores} if candidates > 1 else None}
-        if as_json:
-            typer.echo(json.dumps(summary))
-        else:
-            if candidates > 1:
-                scores = ", ".join(f"{s:.2f}" for s in done.result.candidate_scores)
-                stderr.print(f"{select.value} of the {candidates} candidates: {scores}; kept seed {done.result.seed}")
-            stderr.print(escape(f"wrote {output} ({done.output_size[0]}x{done.output_size[1]}) in {seconds:.1f} s"))
+    """Upscale one photo 4x (or --scale).
+
+    Example: qusr upscale photo.jpg -o photo_4x.png --steps 5 --seed 1
+    """
+    output = output or default_output_path(source)
+    image = read_checked(source, output, max_pixels)
+    clean_stale_temp_files(output.parent)
+    if heatmaps is not None:
+        make_folder(heatmaps, "--heatmaps folder")
+    upscaler = engine.load()
+    raise_pending_interrupt()
+    started = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=stderr, transient=True, disable=as_json) as bar:
+        task = bar.add_task(escape(f"upscaling {source.name}"), total=None)
+        done = upscale_image(upscaler, image, output, options, scale=scale,
+                             progress=lambda n, total: bar.update(task, completed=n, total=total))
+    seconds = time.perf_counter() - started
+    if heatmaps is not None:
+        explanation = upscaler.explain(done.lr, options, prior=done.result.prior)
+        save_explanation(explanation, heatmaps, source.stem, upscaler.bundle.settings.floor,
+                         upscaler.bundle.settings.psi_max)
+    candidates = options.candidates
+    summary = {"input": str(source), "output": str(output), "input_size": done.input_size,
+               "output_size": done.output_size, "seconds": round(seconds, 3), "steps": options.steps,
+               "seed": options.seed, "tile": done.result.tile, "prior": done.result.prior.text,
+               "chosen_seed": done.result.seed,
+               "candidate_scores": {options.select: done.result.candidate_scores} if candidates > 1 else None}
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        if candidates > 1:
+            scores = ", ".join(f"{s:.2f}" for s in done.result.candidate_scores)
+            stderr.print(f"{options.select} of the {candidates} candidates: {scores}; kept seed {done.result.seed}")
+        stderr.print(escape(f"wrote {output} ({done.output_size[0]}x{done.output_size[1]}) in {seconds:.1f} s"))
 
 
+@grouped(engine=opt.ENGINE, options=opt.SAMPLING)
 def batch(
     folder: Annotated[Path, typer.Argument(help="Folder of images.", show_default=False)],
     output_dir: Annotated[Path | None, typer.Option("-o", "--output-dir", help="Where outputs go (default: FOLDER_qusr).")] = None,
     recursive: Annotated[bool, typer.Option(help="Include subfolders (their layout is kept).")] = False,
     skip_existing: Annotated[bool, typer.Option(help="Leave outputs that already exist alone.")] = False,
     ext: Annotated[str, typer.Option(help="Output format extension.")] = "png",
-    steps: opt.Steps = 5, scale: opt.Scale = 4.0, seed: opt.Seed = 0,
-    device: opt.Device = "auto", dtype: opt.Dtype = opt.DtypeName.auto, tile: opt.Tile = None,
-    color_fix: opt.Color = opt.ColorFix.wavelet, prompt: opt.Prompt = None,
-    prompt_mode: opt.PromptModeOpt = opt.PromptMode.extend, critic: opt.Critic = opt.CriticKind.builtin,
-    model: opt.Model = None, weights: opt.Weights = None, threads: opt.Threads = None,
-    max_pixels: opt.MaxPixels = None, download: opt.Download = True,
-    candidates: opt.Candidates = 1, select: opt.Select = opt.Selector.niqe,
+    scale: opt.Scale = 4.0,
+    max_pixels: opt.MaxPixels = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes, each with its own model (1: this process).")] = 1,
     prefetch: Annotated[int, typer.Option(min=0, help="Files decoded ahead while the model computes (0: none).")] = 2,
+    *,
+    engine: EngineOptions,
+    options: UpscaleOptions,
 ) -> None:
-    """Upscale every image in a folder; one bad file does not stop the rest (exit 1 if any failed)."""
-    with one_line_errors():
-        if not folder.is_dir():
-            raise InputError(f"{folder}: not a folder")
-        output_dir = output_dir or folder.with_name(folder.name + "_qusr")
-        sources = find_images(folder, recursive, output_dir)
-        if not sources:
-            raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        jobs, notes = plan_jobs(sources, folder, output_dir, ext)
-        prepare_output_folder(output_dir, jobs)
-        for note in notes:
-            stderr.print(f"qusr: {escape(note)}")
-        settings = JobSettings(opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode, candidates),
-                               scale=scale, max_pixels=max_pixels, skip_existing=skip_existing)
-        spec = _spec(model, weights, device, dtype, threads, critic, download)
-        engine = spec if workers > 1 else spec.load()
-        outcomes: list[FileOutcome] = []
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn())
-        try:
-            with Progress(*columns, console=stderr) as bar:
-                task = bar.add_task("batch", total=len(jobs))
+    """Upscale every image in a folder; one bad file does not stop the rest (exit 1 if any failed).
 
-                def advance(outcome: FileOutcome) -> None:
-                    outcomes.append(outcome)
-                    bar.update(task, advance=1, description=escape(outcome.job.source.name))
+    Example: qusr batch photos/ -o photos_4x/ --recursive --skip-existing
+    """
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder")
+    output_dir = output_dir or folder.with_name(folder.name + "_qusr")
+    sources = find_images(folder, recursive, output_dir)
+    if not sources:
+        raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    jobs, notes = plan_jobs(sources, folder, output_dir, ext)
+    prepare_output_folder(output_dir, jobs)
+    for note in notes:
+        stderr.print(f"qusr: {escape(note)}")
+    settings = JobSettings(options, scale=scale, max_pixels=max_pixels, skip_existing=skip_existing)
+    outcomes: list[FileOutcome] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    try:
+        executor, source = ("processes", engine) if workers > 1 else ("prefetch", engine.load())
+        with Progress(*columns, console=stderr) as bar:
+            task = bar.add_task("batch", total=len(jobs))
 
-                upscale_files(engine, jobs, settings, executor="processes" if workers > 1 else "prefetch",
-                              workers=workers, prefetch=prefetch, on_outcome=advance)
-        finally:  # also when interrupted: what was done is said
-            failed = _summary(outcomes, len(jobs), folder, output_dir)
-        if failed:
-            raise typer.Exit(1)
+            def advance(outcome: FileOutcome) -> None:
+                outcomes.append(outcome)
+                bar.update(task, advance=1, description=escape(outcome.job.source.name))
+
+            upscale_files(source, jobs, settings, executor=executor, workers=workers, prefetch=prefetch,
+                          on_outcome=advance)
+    finally:  # also when interrupted: what was done is said
+        failed = _summary(outcomes, len(jobs), folder, output_dir)
+    if failed:
+        raise typer.Exit(1)
 
 
 def _summary(outcomes: list[FileOutcome], planned: int, folder: Path, output_dir: Path) -> int:
