@@ -271,3 +271,21 @@ def test_loaded_image_type_is_what_render_writes(tmp_path):
     assert isinstance(image, LoadedImage)
     done = render(NearestUpscaler(), image, tmp_path / "b.png", UpscaleOptions()).write()
     assert done.output_size == (32, 24) and read_image(tmp_path / "b.png").rgb.shape[-2:] == (24, 32)
+
+
+def test_weights_verify_reports_a_malformed_header_even_when_its_sha256_matches(tmp_path):
+    from typer.testing import CliRunner
+
+    from qusr_cli.cli.weights_cmd import weights_app
+    from qusr_cli.weights import component_entry_for
+
+    from hub_fixtures import write_weights
+
+    aux = tmp_path / "aux.safetensors"
+    save_file({"w": torch.zeros(1)}, str(aux), metadata={**GOOD, "qusr.role": "aux", "qusr.arch": "compact",
+                                                          "qusr.config": json.dumps({"num_feat": 100_000})})
+    weights = write_weights(tmp_path / "weights.toml", {"aux": component_entry_for(aux, base=tmp_path)})
+    result = CliRunner().invoke(weights_app, ["verify", "--weights", str(weights)])
+    assert result.exit_code == 1
+    assert "BAD HEADER" in result.stdout
+    assert "num_feat must be between 1 and 256" in result.stderr and "Traceback" not in result.output

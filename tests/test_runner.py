@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from qusr_cli.errors import InputError
+from qusr_cli.devices import resolve_device, worker_devices
+from qusr_cli.errors import InputError, QusrError
 from qusr_cli.jobs import FileJob, find_images, plan_jobs, prepare_output_folder
 from qusr_cli.options import EngineOptions
 from qusr_cli.runner import JobSettings, upscale_files, upscale_one
@@ -120,3 +122,18 @@ def test_an_unusable_output_folder_is_one_line_before_any_work(tmp_path):
         prepare_output_folder(tmp_path / "file" / "below", [])
     with pytest.raises(InputError, match="--ext gif"):
         plan_jobs([tmp_path / "a.png"], tmp_path, tmp_path / "out", "gif")
+
+
+def test_devices_accept_cuda_n_and_workers_spread_over_the_gpus(monkeypatch):
+    with pytest.raises(QusrError, match="cuda, cuda:N or mps"):
+        resolve_device("cuda:x")
+    with pytest.raises(QusrError, match="cuda, cuda:N or mps"):
+        resolve_device("cpu:1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(QusrError, match="only 2 CUDA GPU"):
+        resolve_device("cuda:2")
+    assert worker_devices("cuda", 3) == ["cuda:0", "cuda:1", "cuda:0"]
+    assert worker_devices("cuda:1", 2) == ["cuda:1", "cuda:1"]
+    assert worker_devices("cpu", 2) == ["cpu", "cpu"]

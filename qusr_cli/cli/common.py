@@ -6,7 +6,6 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -56,8 +55,8 @@ def one_line_errors() -> Iterator[None]:
     except QusrError as exc:
         typer.echo(f"qusr: error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
-    except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-        raise  # Typer's own ways to end a command
+    except (typer.Exit, typer.Abort, typer.TyperException):
+        raise  # Typer's own ways to end a command (usage errors and bad parameters among them)
     except Exception as exc:  # noqa: BLE001 - a bug still gets one line, never a traceback
         try:
             reraise_if_interrupted(exc)

@@ -83,14 +83,14 @@ class Text:
 #: registered elsewhere (``archs.REGISTRY``) without an entry here is built with no size bounds: give
 #: it one. A name known to neither is refused when the registry is asked to build it.
 ARCHITECTURE_CONFIGS: dict[str, dict] = {
-    "compact": {"num_feat": Int(1, 256), "num_conv": Int(1, 64), "scale": OneOf((4,)),
-                "in_channels": OneOf((3,)), "upsample": OneOf(("nearest", "bicubic"))},
+    "compact": {"num_feat": Int(1, 256), "num_conv": Int(1, 64), "scale": Int(1, 8),
+                "in_channels": Int(1, 4), "upsample": OneOf(("nearest", "bicubic"))},
     "rrdbnet": {"num_feat": Int(1, 256), "num_block": Int(1, 64), "num_grow_ch": Int(1, 256),
-                "scale": OneOf((4,)), "in_channels": OneOf((3,))},
+                "scale": Int(1, 8), "in_channels": Int(1, 4)},
     "unet": {"base_width": Int(4, 512), "channel_mult": ListOf(Int(1, 16), 1, 6), "num_res_blocks": Int(1, 8),
-             "attention_heads": Int(1, 64), "context_dim": Int(1, 4096), "scale": OneOf((4,)),
+             "attention_heads": Int(1, 64), "context_dim": Int(1, 4096), "scale": Int(1, 8),
              "residual_base": OneOf(("aux", "up", "none"))},
-    "critic_cnn": {"width": Int(1, 512), "in_channels": OneOf((3,)),
+    "critic_cnn": {"width": Int(1, 512), "in_channels": Int(1, 4),
                    "targets": ListOf(OneOf(("log_noise", "blur", "jpeg", "severity")), 1, 4)},
 }
 
