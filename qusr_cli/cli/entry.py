@@ -21,7 +21,21 @@ def _on_signal(signum, _frame) -> None:
 def _keep_c_libraries_off_stderr() -> None:
     """libtiff, libjpeg and libpng print warnings about damaged files straight to file descriptor 2,
     ahead of and unlike qusr's own one-line message. Python's stderr moves to a copy of descriptor 2,
-    and descriptor 2 itself goes to the null device: everything qusr and Python say still shows."""
+    and descriptor 2 itself goes to the null device: everything qusr and Python say still shows.
+
+    Signals wait while the two are swapped: "qusr: interrupted" must not go to the null device."""
+    signals = {signal.SIGINT, signal.SIGTERM}
+    blocking = hasattr(signal, "pthread_sigmask")
+    if blocking:
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        _swap_stderr()
+    finally:
+        if blocking:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+
+
+def _swap_stderr() -> None:
     try:
         sys.stderr.flush()
         python_stderr = os.dup(2)
@@ -35,10 +49,10 @@ def _keep_c_libraries_off_stderr() -> None:
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _on_signal)
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not if the caller ignores Ctrl-C
-        signal.signal(signal.SIGINT, _on_signal)
     try:
+        signal.signal(signal.SIGTERM, _on_signal)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not if the caller ignores Ctrl-C
+            signal.signal(signal.SIGINT, _on_signal)
         _keep_c_libraries_off_stderr()
         from qusr_cli.cli.app import main as run_app
 
