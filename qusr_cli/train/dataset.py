@@ -151,10 +151,15 @@ class FromIndex(Sampler[int]):
 
 
 def make_loader(dataset: Dataset, batch: int, start_step: int, steps: int, num_workers: int) -> DataLoader:
-    """Batches for steps start_step … steps−1."""
+    """Batches for steps start_step … steps−1.
+
+    The loader gets a generator of its own: an iterator draws its workers' base seed from it, and
+    drawing from the global RNG instead would shift every later draw of a resumed run by one (the
+    samples themselves are seeded by their index and need no seed from the loader).
+    """
     return DataLoader(dataset, batch_size=batch, sampler=FromIndex(start_step * batch, steps * batch),
                       num_workers=num_workers, persistent_workers=False,
-                      prefetch_factor=4 if num_workers else None)
+                      prefetch_factor=4 if num_workers else None, generator=torch.Generator().manual_seed(0))
 
 
 def fixed_batch(dataset: Dataset, indices: range | list[int]) -> dict:
