@@ -108,6 +108,12 @@ class DegradedCrops(Dataset):
         # Samples are generated, not stored; the index only seeds them.
         return 2 ** 62
 
+    def describe(self) -> dict:
+        """What the samples are: the fields of the header's ``TrainingData`` besides data and crop."""
+        return {"images": len(self.images), "hr_scales": list(self.hr_scales), "min_detail": self.min_detail,
+                "degradation": self.config.as_dict(), "light_share": self.light_share,
+                "light_degradation": self.light_config.as_dict()}
+
     def draw_crop(self, rng: np.random.Generator) -> torch.Tensor:
         levels = self.levels[int(rng.integers(len(self.images)))]
         # With one scale no draw is made, so runs from before ``hr_scales`` existed draw the same samples.
