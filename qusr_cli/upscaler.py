@@ -112,6 +112,8 @@ class Upscaler:
         """All candidates of one tile as one batch (stages 1–2 computed once); (1, 3·N, h, w) out."""
         maps = self._stage_maps(lr_tile)
         scheduler = self.bundle.settings.scheduler()
+        if options.detail is not None:
+            scheduler = scheduler.with_detail(options.detail)
         scheduler.set_timesteps(options.steps)
         with self._autocast():
             sample = denoise(self.bundle.denoiser, scheduler, maps, fields, tile.top * self.scale,
@@ -133,6 +135,8 @@ class Upscaler:
         """4x-upscale ``lr`` (1,3,H,W) in [0,1]; halves the tile and retries if the device runs out of memory."""
         if not 1 <= options.steps <= 50:
             raise ValueError(f"steps must be between 1 and 50, not {options.steps}")
+        if options.detail is not None and not 0.0 <= options.detail <= 1.0:
+            raise ValueError(f"detail must lie in [0, 1], not {options.detail}")
         if options.candidates < 1:
             raise ValueError(f"candidates must be at least 1, not {options.candidates}")
         if options.select not in SELECTORS:
