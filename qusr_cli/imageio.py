@@ -37,33 +37,27 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from qusr_cli.errors import InputError
+from qusr_cli.formats import (
+    ALPHA_FORMATS,
+    IMAGE_SUFFIXES,  # noqa: F401  (re-exported: readers of folders import it from here)
+    METADATA_FORMATS,
+    OUTPUT_FORMATS,
+    SIXTEEN_BIT_FORMATS,
+    output_format,
+    register_plugins,
+)
 
 try:
     from PIL import ImageCms
 except ImportError:  # Pillow built without LittleCMS: CMYK falls back to the plain formula
     ImageCms = None
 
-#: Output extension (lower case) -> Pillow format name.
-# What `qusr batch` and the bench pick up from a folder.
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
-
-OUTPUT_FORMATS = {
-    ".png": "PNG",
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".webp": "WEBP",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-    ".bmp": "BMP",
-}
+register_plugins()
 
 #: Smallest accepted width and height. A smaller file is almost surely an icon, a tracking
 #: pixel or a broken export, not a photo, and has too little content for the model to work from.
 MIN_SIDE = 4
 
-_ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
-_SIXTEEN_BIT_FORMATS = {"PNG", "TIFF"}
-_METADATA_FORMATS = {"PNG", "JPEG", "WEBP", "TIFF"}
 
 # ITU-R BT.601 luma, the weights Pillow's convert("L") uses: a gray image replicated to RGB
 # comes back to exactly its own values, and gray output matches what other tools would make.
@@ -203,12 +197,12 @@ def write_image(
     longer matches the written channels) and EXIF (PNG, JPEG, WebP, TIFF; not 16-bit TIFF
     with more than one channel). `alpha` (1, 1, H, W) is stored in PNG, WebP and TIFF; JPEG
     and BMP have no alpha, so the image is composited onto white, as image viewers show it.
-    `jpeg_quality` (1-100) is also the WebP quality. TIFF is written uncompressed: Pillow's
+    `jpeg_quality` (1-100) is also the WebP, AVIF, HEIF and JPEG XL quality. TIFF is written uncompressed: Pillow's
     compressed TIFF writer fails on EXIF that has a sub-IFD, which camera EXIF always has.
     The write is atomic.
     """
     path = Path(path)
-    fmt = _output_format(path)
+    fmt = output_format(path)
     if not 1 <= jpeg_quality <= 100:
         raise InputError(f"JPEG quality must be between 1 and 100, got {jpeg_quality}")
     colour = _tensor_to_hwc(rgb, 3, "rgb")
@@ -216,7 +210,7 @@ def write_image(
     if opacity is not None and opacity.shape[:2] != colour.shape[:2]:
         raise ValueError(f"alpha is {opacity.shape[:2]} but rgb is {colour.shape[:2]}")
 
-    if opacity is not None and fmt not in _ALPHA_FORMATS:
+    if opacity is not None and fmt not in ALPHA_FORMATS:
         colour = colour * opacity + (1.0 - opacity)
         opacity = None
     if like.grayscale:
@@ -224,14 +218,14 @@ def write_image(
         if fmt == "WEBP":
             colour = np.repeat(colour, 3, axis=2)
     channels = colour if opacity is None else np.concatenate([colour, opacity], axis=2)
-    bit_depth = 16 if like.bit_depth == 16 and fmt in _SIXTEEN_BIT_FORMATS else 8
+    bit_depth = 16 if like.bit_depth == 16 and fmt in SIXTEEN_BIT_FORMATS else 8
     pixels = _quantise(channels, bit_depth)
 
     colour_space = b"GRAY" if colour.shape[2] == 1 else b"RGB "
-    icc = like.icc_profile if fmt in _METADATA_FORMATS else None
+    icc = like.icc_profile if fmt in METADATA_FORMATS else None
     if icc is not None and _icc_colour_space(icc) != colour_space:
         icc = None
-    exif = like.exif if fmt in _METADATA_FORMATS else None
+    exif = like.exif if fmt in METADATA_FORMATS else None
 
     if bit_depth == 16 and pixels.shape[2] > 1:
         if fmt == "PNG":
@@ -268,7 +262,7 @@ def check_output_path(input_path, output_path) -> None:
     exists and accepts a new file (tried for real, so ACLs and read-only mounts count too).
     """
     input_path, output_path = Path(input_path), Path(output_path)
-    _output_format(output_path)
+    output_format(output_path)
     if output_path.is_dir():
         raise InputError(f"{output_path}: output is a folder; give a file name")
     if output_path.exists() and input_path.exists() and os.path.samefile(input_path, output_path):
@@ -312,15 +306,6 @@ def atomic_write(path, write_fn: Callable[[BinaryIO], None]) -> None:
         _remove_quietly(temp)
         raise
     _fsync_folder(path.parent)
-
-
-def _output_format(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix not in OUTPUT_FORMATS:
-        known = ", ".join(OUTPUT_FORMATS)
-        shown = f"extension '{path.suffix}'" if suffix else "no extension"
-        raise InputError(f"{path}: cannot write a file with {shown}; use one of {known}")
-    return OUTPUT_FORMATS[suffix]
 
 
 @contextmanager
@@ -492,7 +477,7 @@ def _pillow_save_options(fmt: str, icc: bytes | None, exif: bytes | None, qualit
     if fmt == "JPEG":
         # 4:4:4: chroma subsampling would throw away colour detail the model just produced.
         options.update(quality=quality, subsampling=0)
-    elif fmt == "WEBP":
+    elif fmt in ("WEBP", "AVIF", "HEIF", "JXL"):
         options["quality"] = quality
     return options
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from qusr_cli.diffusion.sampler import sample_residual_shift
 from qusr_cli.noise import NoiseField
 from qusr_cli.prior.critic import CriticResult
 from qusr_cli.prior.report import compose_prior_text
-from qusr_cli.tiling import Tile, pad_to_multiple, run_tiled
+from qusr_cli.tiling import Tile, pad_to_multiple, plan_tiles, run_tiled
 from qusr_cli.uncertainty import noise_weight, uncertainty
 
 log = logging.getLogger("qusr")
@@ -88,11 +89,18 @@ class Upscaler:
         self._oom_reported = False
         if device.type == "cpu":
             # channels_last lets oneDNN pick its blocked convolution kernels on the CPU
-            self.bundle.denoiser.to(memory_format=torch.channels_last)
-            self.bundle.aux.to(memory_format=torch.channels_last)
+            for net in filter(None, (self.bundle.denoiser, self.bundle.aux)):
+                net.to(memory_format=torch.channels_last)
+
+    @property
+    def plain_sr(self) -> bool:
+        """A model with only an SR net: its output is g(y), with no diffusion and no prior."""
+        return self.bundle.denoiser is None
 
     # ---- stage 3 -------------------------------------------------------------------------
     def prior(self, lr: torch.Tensor, prompt: str | None = None, prompt_mode: str = "extend") -> Prior:
+        if self.plain_sr:
+            return Prior(None, None, None, None)
         critic_result = self.critic.assess(lr) if self.critic is not None else None
         text = compose_prior_text(critic_result.critique if critic_result else None, prompt, prompt_mode)
         tokens = mask = None
@@ -119,9 +127,12 @@ class Upscaler:
 
     @torch.inference_mode()
     def _upscale_tile(self, lr_tile: torch.Tensor, tile: Tile, options: UpscaleOptions, prior: Prior,
-                      fields: list[NoiseField]) -> torch.Tensor:
+                      fields: list[NoiseField], on_step: Callable[[], None]) -> torch.Tensor:
         """All candidates of one tile as one batch (stages 1–2 computed once); (1, 3·N, h, w) out."""
         up, aux, _psi, weight = self._stage_maps(lr_tile)
+        if self.plain_sr:
+            on_step()
+            return aux.clamp(0, 1).cpu()
         if not options.noise_weighting:
             weight = torch.ones_like(weight)
         height, width = up.shape[-2:]
@@ -136,7 +147,7 @@ class Upscaler:
         batch = [t.expand(count, -1, -1, -1) for t in (up, aux, weight)]
         with self._autocast():
             sample = sample_residual_shift(self.bundle.denoiser, scheduler, *batch, noise_for,
-                                           prior.tokens, prior.mask).float()
+                                           prior.tokens, prior.mask, on_step=on_step).float()
         sample = apply_color_fix(options.color_fix, sample, batch[1]).clamp(0, 1).cpu()
         return sample.reshape(1, count * 3, *sample.shape[-2:])
 
@@ -151,7 +162,11 @@ class Upscaler:
 
     def upscale(self, lr: torch.Tensor, options: UpscaleOptions = UpscaleOptions(),
                 progress: Callable[[int, int], None] | None = None) -> UpscaleResult:
-        """4x-upscale ``lr`` (1,3,H,W) in [0,1]; halves the tile and retries if the device runs out of memory."""
+        """4x-upscale ``lr`` (1,3,H,W) in [0,1]; halves the tile and retries if the device runs out of memory.
+
+        ``progress(done, total)`` is called after every denoiser step of every tile (one call per tile
+        for a plain SR model), so even a one-tile photo shows how far it is.
+        """
         if not 1 <= options.steps <= 50:
             raise ValueError(f"steps must be between 1 and 50, not {options.steps}")
         if options.candidates < 1:
@@ -159,20 +174,24 @@ class Upscaler:
         if options.candidates > 1:
             from qusr_cli.metrics.niqe import BLOCK  # as niqe_score below: loaded only when candidates are scored
 
+            if self.plain_sr:
+                raise QusrError("--candidates needs a diffusion model; this model has only an SR net")
             if min(lr.shape[-2:]) * SCALE < BLOCK:
                 raise QusrError(f"--candidates needs an output of at least {BLOCK}x{BLOCK} pixels "
                                 "to score (NIQE's block size)")
         prior = self.prior(lr, options.prompt, options.prompt_mode)
         tile = options.tile or self.auto_tile(options.candidates)
         fields = [NoiseField(options.seed + k) for k in range(options.candidates)]
-        multiple = self.bundle.denoiser.downsample_factor
+        multiple = 1 if self.plain_sr else self.bundle.denoiser.downsample_factor
         padded = pad_to_multiple(lr, multiple)
         height, width = (side * SCALE for side in lr.shape[-2:])
+        steps_per_tile = 1 if self.plain_sr else options.steps
         while True:
+            overlap = min(options.tile_overlap, tile // 4)
+            on_step = _step_counter(progress, len(plan_tiles(*padded.shape[-2:], tile, overlap)) * steps_per_tile)
             try:
-                stacked = run_tiled(padded, lambda t, spec: self._upscale_tile(t, spec, options, prior, fields),
-                                    tile, min(options.tile_overlap, tile // 4), SCALE, progress,
-                                    margin=options.tile_margin, multiple=multiple)
+                stacked = run_tiled(padded, lambda t, spec: self._upscale_tile(t, spec, options, prior, fields, on_step),
+                                    tile, overlap, SCALE, margin=options.tile_margin, multiple=multiple)
                 stacked = stacked[:, :, :height, :width]
                 return self._choose(stacked.split(3, dim=1), options, prior, tile)
             except (torch.OutOfMemoryError, RuntimeError) as exc:
@@ -211,6 +230,12 @@ class Upscaler:
         stacked = run_tiled(lr, maps, tile, overlap, SCALE, margin=options.tile_margin)
         up, aux, psi, weight = stacked.split(3, dim=1)
         return Explanation(up=up, aux=aux.clamp(0, 1), psi=psi, weight=weight, prior=prior)
+
+
+def _step_counter(progress: Callable[[int, int], None] | None, total: int) -> Callable[[], None]:
+    """A callback that reports (steps done so far, ``total``) to ``progress`` each time it is called."""
+    done = itertools.count(1)
+    return lambda: progress(next(done), total) if progress is not None else None
 
 
 def resize_output(image: torch.Tensor, lr_size: tuple[int, int], scale: float) -> torch.Tensor:

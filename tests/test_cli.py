@@ -155,19 +155,23 @@ def test_batch_continues_past_a_bad_file_and_exits_1(tmp_path):
     assert result.exit_code == 1, result.output
     assert (out / "a.png").is_file() and (out / "sub" / "b.png").is_file()
     assert not (out / "broken.png").exists()
-    assert "2 done, 1 failed" in result.stderr
+    assert "2 done, 0 skipped, 1 failed" in result.stderr
 
 
-def test_batch_skip_existing_leaves_outputs_alone(tmp_path):
+def test_batch_leaves_existing_outputs_alone_unless_overwrite(tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
     photo(folder / "a.png")
     out = tmp_path / "out"
     out.mkdir()
     (out / "a.png").write_bytes(b"keep me")
-    result = invoke("batch", str(folder), "-o", str(out), "--skip-existing", "--steps", "1")
+    result = invoke("batch", str(folder), "-o", str(out), "--steps", "1")
     assert result.exit_code == 0, result.output
     assert (out / "a.png").read_bytes() == b"keep me"
+    assert "0 done, 1 skipped, 0 failed" in result.stderr
+    result = invoke("batch", str(folder), "-o", str(out), "--steps", "1", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert Image.open(out / "a.png").size == (96, 80)
 
 
 def test_info_lists_device_and_weights():

@@ -12,6 +12,11 @@ from qusr_cli.cli.common import one_line_errors
 from qusr_cli.errors import QusrError
 
 DEFAULT_SETS = ("realset65", "imagenet-val32")
+BENCH_EXAMPLES = """Examples:
+
+  qusr bench --set realset65 --limit 8 --methods bicubic,aux,qusr --steps-list 5
+
+  qusr bench --set photos/ --methods qusr --speed-sizes 64,256 --speed-repeats 3"""
 
 
 def parse_int_list(text: str, option: str, minimum: int = 1) -> list[int]:

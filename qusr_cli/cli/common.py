@@ -12,6 +12,7 @@ from rich.console import Console
 from qusr_cli.errors import QusrError
 
 stderr = Console(stderr=True, highlight=False)
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
 
 class _OneLineHandler(logging.Handler):

@@ -13,10 +13,12 @@ from rich.table import Table
 
 from qusr_cli.cli import options as opt
 from qusr_cli.cli.common import one_line_errors
-from qusr_cli.heatmaps import save_explanation
-from qusr_cli.imageio import read_image
-from qusr_cli.loading import load_upscaler
-from qusr_cli.upscaler import UpscaleOptions
+
+EXPLAIN_EXAMPLES = """Examples:
+
+  qusr explain photo.jpg                      # writes photo_explain/ next to it
+
+  qusr explain photo.jpg -o maps/ --json"""
 
 
 def explain(
@@ -29,6 +31,11 @@ def explain(
     max_pixels: opt.MaxPixels = None, download: opt.Download = True,
 ) -> None:
     """Write the uncertainty and noise-weight maps and g(y); print the quality report and critique."""
+    from qusr_cli.heatmaps import save_explanation
+    from qusr_cli.imageio import read_image
+    from qusr_cli.loading import load_upscaler
+    from qusr_cli.upscaler import UpscaleOptions
+
     with one_line_errors():
         image = read_image(source, max_pixels=max_pixels)
         upscaler = load_upscaler(model, weights=weights, device=device.value, dtype="fp32", threads=threads,

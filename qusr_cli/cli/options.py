@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from qusr_cli.upscaler import UpscaleOptions
+from qusr_cli.plan import DEFAULT_SUFFIX
+
+if TYPE_CHECKING:
+    from qusr_cli.upscaler import UpscaleOptions
 
 
 class ColorFix(str, Enum):
@@ -62,11 +65,19 @@ Threads = Annotated[int | None, typer.Option(min=1, help="CPU threads (default: 
 MaxPixels = Annotated[int | None, typer.Option(min=1, help="Largest input in pixels (default: Pillow's guard).")]
 Candidates = Annotated[int, typer.Option(min=1, max=16, help="Best of N: draw N samples, keep the one --select likes most.")]
 Select = Annotated[Selector, typer.Option(help="No-reference score that picks among --candidates.")]
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress or notes on stderr; errors still show.")]
+Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+Suffix = Annotated[str | None, typer.Option(
+    help=f"Added to each output's name (default: {DEFAULT_SUFFIX!r} next to the input, none in another folder).")]
+Overwrite = Annotated[bool, typer.Option(
+    "--overwrite/--no-overwrite", help="Replace outputs that exist; by default they are left alone (skipped).")]
 Download = Annotated[bool, typer.Option("--download/--no-download",
                                         help="Fetch missing weights from the Hub (local files are always used first).")]
 
 
 def upscale_options(steps: int, seed: int, tile: int | None, color_fix: ColorFix, prompt: str | None,
                     prompt_mode: PromptMode, candidates: int = 1) -> UpscaleOptions:
+    from qusr_cli.upscaler import UpscaleOptions  # here: importing the engine loads torch
+
     return UpscaleOptions(steps=steps, seed=seed, tile=tile, color_fix=color_fix.value, prompt=prompt,
                           prompt_mode=prompt_mode.value, candidates=candidates)

@@ -14,14 +14,16 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
-import torch
+from typing import TYPE_CHECKING
+
 import typer
 
-from qusr_cli.cli.common import one_line_errors
+from qusr_cli.cli.common import HELP_OPTIONS, one_line_errors
 from qusr_cli.errors import InputError
-from qusr_cli.train.dataset import DegradedCrops, make_loader
-from qusr_cli.train.loop import LoopConfig, train
-from qusr_cli.train.validate import DEFAULT_VAL_DIR, load_pairs, niqe_fits
+
+if TYPE_CHECKING:  # the training stack (torch) is imported inside the commands, so `qusr --help` stays fast
+    from qusr_cli.train.dataset import DegradedCrops
+    from qusr_cli.train.loop import LoopConfig
 
 
 class AuxUpsample(str, Enum):
@@ -37,7 +39,9 @@ class ResidualBase(str, Enum):
 
 
 train_app = typer.Typer(help="Train the aux net, the learned critic or the denoiser on a folder of HR photos.",
-                        no_args_is_help=True)
+                        no_args_is_help=True, context_settings=HELP_OPTIONS,
+                        epilog="Examples:\n\n  qusr train aux --data photos/ --out runs/aux\n\n"
+                               "  qusr train denoiser --data photos/ --out runs/denoiser --aux runs/aux/aux.safetensors")
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Folder of clean HR photos.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Run folder: checkpoint, log.jsonl, resume state.")]
@@ -54,7 +58,8 @@ SaveEveryOpt = Annotated[int, typer.Option("--save-every", min=1, help="Save wei
 WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="DataLoader worker processes for degradations.")]
 WarmupOpt = Annotated[int, typer.Option("--warmup", min=0, help="Linear warm-up steps.")]
 AmpOpt = Annotated[str, typer.Option("--amp", help="auto (bf16 on CUDA only), bf16, fp16 or none.")]
-ValDirOpt = Annotated[Path, typer.Option("--val-dir", help="Paired lq/ gt/ folder for validation.")]
+ValDirOpt = Annotated[Path | None, typer.Option("--val-dir", help="Paired lq/ gt/ folder for validation "
+                                                                  "(default: the imagenet-val32 evaluation set).")]
 MaxImagesOpt = Annotated[int, typer.Option("--max-images", min=0, help="Use only the first N photos (0: all).")]
 
 
@@ -95,12 +100,18 @@ def _data_errors() -> Iterator[None]:
 
 
 def _crops(data: Path, **options) -> DegradedCrops:
+    from qusr_cli.train.dataset import DegradedCrops
+
     with _data_errors():
         return DegradedCrops(data, **options)
 
 
 def _loop_config(steps: int, batch: int, lr: float, threads: int, device: str, seed: int, val_every: int,
                  save_every: int, workers: int, warmup: int, amp: str) -> LoopConfig:
+    import torch
+
+    from qusr_cli.train.loop import LoopConfig
+
     # Seeded before the task builds its model, so the initial weights repeat too.
     torch.manual_seed(seed)
     return LoopConfig(steps=steps, batch=batch, lr=lr, threads=threads, device=device, seed=seed,
@@ -108,12 +119,24 @@ def _loop_config(steps: int, batch: int, lr: float, threads: int, device: str, s
                       warmup=min(warmup, max(1, steps // 10)), amp=amp)
 
 
-def _pairs(val_dir: Path, val_every: int):
+def _val_dir(val_dir: Path | None) -> Path:
+    from qusr_cli.train.validate import DEFAULT_VAL_DIR
+
+    return val_dir or DEFAULT_VAL_DIR
+
+
+def _pairs(val_dir: Path | None, val_every: int):
+    from qusr_cli.train.validate import load_pairs
+
+    val_dir = _val_dir(val_dir)
     return load_pairs(val_dir) if val_every and (val_dir / "lq").is_dir() else None
 
 
 def _train(task, dataset: DegradedCrops, data: Path, out: Path, crop: int, config: LoopConfig, resume: bool,
            extra: dict | None = None) -> None:
+    from qusr_cli.train.dataset import make_loader
+    from qusr_cli.train.loop import train
+
     info = {"data": str(data.resolve()), "crop": crop, "images": len(dataset.images),
             "hr_scales": list(dataset.hr_scales), "min_detail": dataset.min_detail,
             "degradation": dataset.config.as_dict(), "light_share": dataset.light_share,
@@ -124,13 +147,14 @@ def _train(task, dataset: DegradedCrops, data: Path, out: Path, crop: int, confi
     typer.echo(str(path))
 
 
-@train_app.command("aux")
+@train_app.command("aux", epilog="Examples:\n\n  qusr train aux --data photos/ --out runs/aux --steps 2000\n\n"
+                                 "  qusr train aux --data photos/ --out runs/aux --device cuda --batch 64")
 @_one_line_errors
 def aux_command(data: DataOpt, out: OutOpt, steps: StepsOpt = 2000, batch: BatchOpt = 16, crop: CropOpt = 256,
                 lr: LrOpt = 5e-4, threads: ThreadsOpt = 1, device: DeviceOpt = "auto", seed: SeedOpt = 0,
                 resume: ResumeOpt = True, val_every: ValEveryOpt = 500, save_every: SaveEveryOpt = 100,
                 workers: WorkersOpt = 1, warmup: WarmupOpt = 100, amp: AmpOpt = "auto",
-                val_dir: ValDirOpt = DEFAULT_VAL_DIR, max_images: MaxImagesOpt = 0,
+                val_dir: ValDirOpt = None, max_images: MaxImagesOpt = 0,
                 hr_scales: HrScalesOpt = "1,0.7,0.5,0.35", min_detail: MinDetailOpt = 6.0,
                 light_share: LightShareOpt = 0.0,
                 num_feat: Annotated[int, typer.Option("--width", help="CompactSR channels.")] = 48,
@@ -147,7 +171,7 @@ def aux_command(data: DataOpt, out: OutOpt, steps: StepsOpt = 2000, batch: Batch
     _train(task, dataset, data, out, crop, config, resume)
 
 
-@train_app.command("critic")
+@train_app.command("critic", epilog="Examples:\n\n  qusr train critic --data photos/ --out runs/critic")
 @_one_line_errors
 def critic_command(data: DataOpt, out: OutOpt, steps: StepsOpt = 600, batch: BatchOpt = 32, crop: CropOpt = 256,
                    lr: LrOpt = 1e-3, threads: ThreadsOpt = 1, device: DeviceOpt = "auto", seed: SeedOpt = 0,
@@ -178,7 +202,8 @@ def critic_command(data: DataOpt, out: OutOpt, steps: StepsOpt = 600, batch: Bat
            {"held_out_images": [list_images(data)[i].name for i in holdout]})
 
 
-@train_app.command("denoiser")
+@train_app.command("denoiser", epilog="Examples:\n\n  qusr train denoiser --data photos/ --out runs/denoiser "
+                                      "--aux runs/aux/aux.safetensors --critic runs/critic/critic.safetensors")
 @_one_line_errors
 def denoiser_command(data: DataOpt, out: OutOpt,
                      aux: Annotated[Path, typer.Option("--aux", help="Trained aux checkpoint (frozen g).")],
@@ -186,7 +211,7 @@ def denoiser_command(data: DataOpt, out: OutOpt,
                      threads: ThreadsOpt = 1, device: DeviceOpt = "auto", seed: SeedOpt = 0,
                      resume: ResumeOpt = True, val_every: ValEveryOpt = 500, save_every: SaveEveryOpt = 100,
                      workers: WorkersOpt = 1, warmup: WarmupOpt = 200, amp: AmpOpt = "auto",
-                     val_dir: ValDirOpt = DEFAULT_VAL_DIR, max_images: MaxImagesOpt = 0,
+                     val_dir: ValDirOpt = None, max_images: MaxImagesOpt = 0,
                      hr_scales: HrScalesOpt = "1,0.7,0.5,0.35", min_detail: MinDetailOpt = 6.0,
                      light_share: LightShareOpt = 0.0,
                      critic: Annotated[Path | None, typer.Option(
@@ -247,14 +272,15 @@ def denoiser_command(data: DataOpt, out: OutOpt,
             "scheduler": task.scheduler.config, "diffusion": diffusion})
 
 
-@train_app.command("validate")
+@train_app.command("validate", epilog="Examples:\n\n  qusr train validate --aux runs/aux/aux.safetensors "
+                                      "--denoiser runs/denoiser/denoiser.safetensors --steps 5")
 @_one_line_errors
 def validate_command(aux: Annotated[Path, typer.Option("--aux", help="Aux checkpoint (g).")],
                      denoiser: Annotated[Path | None, typer.Option("--denoiser", help="Denoiser checkpoint.")] = None,
                      critic: Annotated[Path | None, typer.Option(
                          "--critic", help="Learned critic checkpoint: also score qusr with its critique as prior.")]
                      = None,
-                     val_dir: ValDirOpt = DEFAULT_VAL_DIR,
+                     val_dir: ValDirOpt = None,
                      steps: Annotated[int, typer.Option("--steps", min=1, help="Sampling steps.")] = 5,
                      seed: SeedOpt = 0, threads: ThreadsOpt = 1,
                      noise_scale: Annotated[float | None, typer.Option(
@@ -273,10 +299,13 @@ def validate_command(aux: Annotated[Path, typer.Option("--aux", help="Aux checkp
     from rich.table import Table
 
     from qusr_cli.bundle import DiffusionSettings
-    from qusr_cli.train.validate import evaluate
+    import torch
+
+    from qusr_cli.train.validate import evaluate, load_pairs, niqe_fits
     from qusr_cli.weights.checkpoint import checkpoint_info, load_checkpoint
 
     torch.set_num_threads(threads)
+    val_dir = _val_dir(val_dir)
     pairs = load_pairs(val_dir)
     niqe = niqe_fits(pairs.gt)
     aux_net = load_checkpoint(aux, role="aux")

@@ -1,33 +1,88 @@
-"""`qusr upscale` (one photo) and `qusr batch` (a folder): thin layers over files.upscale_file."""
+"""`qusr upscale` (files, globs, `-`) and `qusr batch` (a folder): thin layers over files.upscale_file.
+
+Paths are planned and checked (qusr_cli.plan) before the model loads; the engine is imported inside
+the commands so that `qusr --help` does not load torch.
+"""
 
 from __future__ import annotations
 
-import json
+import shutil
+import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
 from rich.table import Table
 
 from qusr_cli.cli import options as opt
-from qusr_cli.cli.common import one_line_errors, stderr
+from qusr_cli.cli.common import one_line_errors
+from qusr_cli.cli.output import Output
 from qusr_cli.errors import InputError, QusrError
-from qusr_cli.files import read_checked, upscale_file, upscale_image
-from qusr_cli.heatmaps import save_explanation
-from qusr_cli.imageio import IMAGE_SUFFIXES, default_output_path
-from qusr_cli.loading import load_upscaler
+from qusr_cli.formats import OUTPUT_FORMATS
+from qusr_cli.plan import DEFAULT_SUFFIX, STDIO, Job, expand_inputs, explain_empty_folder, find_images, plan_jobs
+
+UPSCALE_EXAMPLES = """Examples:
+
+  qusr upscale photo.jpg                      # writes photo_qusr.jpg next to it
+
+  qusr upscale photo.jpg -o big.avif --steps 5 --seed 7
+
+  qusr upscale a.jpg b.png "scans/*.tif" -o out/ --suffix _x4
+
+  cat photo.jpg | qusr upscale - -o - > big.png
+
+  qusr upscale photo.jpg -o out.png --heatmaps maps/ --json"""
+
+BATCH_EXAMPLES = """Examples:
+
+  qusr batch photos/                          # writes photos_qusr/, same names
+
+  qusr batch photos/ -o photos_x4/ --recursive --ext avif
+
+  qusr batch photos/ -o photos/ --suffix _x4 --overwrite --json"""
 
 
-def _load(model, weights, device, dtype, threads, critic, download):
-    return load_upscaler(model, weights=weights, device=device.value, dtype=dtype.value, threads=threads,
-                         critic=critic.value, allow_download=download)
+@dataclass
+class Engine:
+    """How to load the model: the options every upscaling command shares."""
+
+    model: str | None
+    weights: Path | None
+    device: opt.DeviceName
+    dtype: opt.DtypeName
+    threads: int | None
+    critic: opt.CriticKind
+    download: bool
+
+    def load(self, out: Output):
+        from qusr_cli.loading import load_upscaler
+
+        with out.status("loading model…"):
+            return load_upscaler(self.model, weights=self.weights, device=self.device.value,
+                                 dtype=self.dtype.value, threads=self.threads, critic=self.critic.value,
+                                 allow_download=self.download)
+
+
+@dataclass
+class Row:
+    source: Path
+    status: str            # done, skipped or failed
+    detail: str            # output size, or why it was skipped or failed
+    output: Path
+    seconds: float = 0.0
+    summary: dict | None = None
 
 
 def upscale(
-    source: Annotated[Path, typer.Argument(help="Input image.", show_default=False)],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file; its extension picks the format.")] = None,
+    sources: Annotated[list[str], typer.Argument(help="Image files, globs (quote them), or - for stdin.",
+                                                 show_default=False)],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file (its extension picks the "
+                                                "format; - for PNG on stdout), or a folder for several inputs.")] = None,
+    suffix: opt.Suffix = None, overwrite: opt.Overwrite = False,
     steps: opt.Steps = 5, scale: opt.Scale = 4.0, seed: opt.Seed = 0,
     device: opt.Device = opt.DeviceName.auto, dtype: opt.Dtype = opt.DtypeName.auto, tile: opt.Tile = None,
     color_fix: opt.Color = opt.ColorFix.wavelet, prompt: opt.Prompt = None,
@@ -36,106 +91,187 @@ def upscale(
     heatmaps: Annotated[Path | None, typer.Option(help="Also write the uncertainty/noise-weight maps here.")] = None,
     model: opt.Model = None, weights: opt.Weights = None, threads: opt.Threads = None,
     max_pixels: opt.MaxPixels = None, download: opt.Download = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    as_json: opt.Json = False, quiet: opt.Quiet = False,
 ) -> None:
-    """Upscale one photo 4x (or --scale)."""
+    """Upscale photos 4x (or --scale). An existing output is left alone unless --overwrite."""
+    out = Output(quiet=quiet, as_json=as_json)
     with one_line_errors():
-        output = output or default_output_path(source)
+        inputs = expand_inputs(sources)
+        if output is not None and len(inputs) > 1 and output.suffix.lower() in OUTPUT_FORMATS \
+                and not output.is_dir():
+            raise InputError(f"{output}: {len(inputs)} inputs need -o to be a folder, not a file name")
+        if output is not None and len(inputs) > 1:
+            output.mkdir(parents=True, exist_ok=True)
+        jobs = plan_jobs(inputs, output, suffix=suffix, ext=None, overwrite=overwrite)
+        if as_json and any(job.target == STDIO for job in jobs):
+            raise InputError("--json and an image on stdout cannot share it; give -o a file")
+        if len(jobs) == 1 and jobs[0].skip:
+            raise InputError(f"{jobs[0].target}: exists; use --overwrite to replace it")
         options = opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode, candidates)
-        image = read_checked(source, output, max_pixels)
-        upscaler = _load(model, weights, device, dtype, threads, critic, download)
-        started = time.perf_counter()
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=stderr, transient=True, disable=as_json) as bar:
-            task = bar.add_task(f"upscaling {source.name}", total=None)
-            done = upscale_image(upscaler, image, output, options, scale=scale,
-                                 progress=lambda n, total: bar.update(task, completed=n, total=total))
-        seconds = time.perf_counter() - started
-        if heatmaps is not None:
-            explanation = upscaler.explain(done.lr, options, prior=done.result.prior)
-            save_explanation(explanation, heatmaps, source.stem, upscaler.bundle.settings.floor,
-                             upscaler.bundle.settings.psi_max)
-        summary = {"input": str(source), "output": str(output), "input_size": done.input_size,
-                   "output_size": done.output_size, "seconds": round(seconds, 3), "steps": steps, "seed": seed,
-                   "tile": done.result.tile, "prior": done.result.prior.text, "chosen_seed": done.result.seed,
-                   "candidate_scores": {select.value: done.result.candidate_scores} if candidates > 1 else None}
-        if as_json:
-            typer.echo(json.dumps(summary))
-        else:
-            if candidates > 1:
-                scores = ", ".join(f"{s:.2f}" for s in done.result.candidate_scores)
-                stderr.print(f"{select.value} of the {candidates} candidates: {scores}; kept seed {done.result.seed}")
-            stderr.print(f"wrote {output} ({done.output_size[0]}x{done.output_size[1]}) in {seconds:.1f} s")
-
-
-def find_images(folder: Path, recursive: bool, exclude: Path | None) -> list[Path]:
-    pattern = folder.rglob("*") if recursive else folder.glob("*")
-    found = []
-    for path in pattern:
-        if exclude is not None and path.resolve().is_relative_to(exclude):
-            continue
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-            found.append(path)
-    return sorted(found)
+        engine = Engine(model, weights, device, dtype, threads, critic, download)
+        rows, loading = _run(jobs, engine, options, out, scale=scale, max_pixels=max_pixels, heatmaps=heatmaps,
+                             stop_on_error=len(jobs) == 1)
+        if len(rows) == 1:
+            _report_one(rows[0], loading, out, select.value, candidates)
+        elif _summary(rows, loading, out, title="qusr upscale"):
+            raise typer.Exit(1)
 
 
 def batch(
     folder: Annotated[Path, typer.Argument(help="Folder of images.", show_default=False)],
     output_dir: Annotated[Path | None, typer.Option("-o", "--output-dir", help="Where outputs go (default: FOLDER_qusr).")] = None,
     recursive: Annotated[bool, typer.Option(help="Include subfolders (their layout is kept).")] = False,
-    skip_existing: Annotated[bool, typer.Option(help="Leave outputs that already exist alone.")] = False,
     ext: Annotated[str, typer.Option(help="Output format extension.")] = "png",
+    suffix: opt.Suffix = None, overwrite: opt.Overwrite = False,
     steps: opt.Steps = 5, scale: opt.Scale = 4.0, seed: opt.Seed = 0,
     device: opt.Device = opt.DeviceName.auto, dtype: opt.Dtype = opt.DtypeName.auto, tile: opt.Tile = None,
     color_fix: opt.Color = opt.ColorFix.wavelet, prompt: opt.Prompt = None,
     prompt_mode: opt.PromptModeOpt = opt.PromptMode.extend, critic: opt.Critic = opt.CriticKind.builtin,
+    candidates: opt.Candidates = 1, select: opt.Select = opt.Selector.niqe,
+    heatmaps: Annotated[Path | None, typer.Option(help="Also write each photo's uncertainty/noise-weight maps here.")] = None,
     model: opt.Model = None, weights: opt.Weights = None, threads: opt.Threads = None,
     max_pixels: opt.MaxPixels = None, download: opt.Download = True,
-    candidates: opt.Candidates = 1, select: opt.Select = opt.Selector.niqe,
+    as_json: opt.Json = False, quiet: opt.Quiet = False,
 ) -> None:
     """Upscale every image in a folder; one bad file does not stop the rest (exit 1 if any failed)."""
+    out = Output(quiet=quiet, as_json=as_json)
     with one_line_errors():
         if not folder.is_dir():
             raise InputError(f"{folder}: not a folder")
         output_dir = output_dir or folder.with_name(folder.name + "_qusr")
+        in_place = output_dir.resolve() == folder.resolve()
+        if in_place and not suffix:
+            suffix = DEFAULT_SUFFIX  # outputs beside their inputs need names of their own
         sources = find_images(folder, recursive, output_dir.resolve())
+        if in_place:  # earlier outputs are not inputs
+            sources = [s for s in sources if not s.stem.endswith(suffix)]
         if not sources:
-            raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise InputError(explain_empty_folder(folder, recursive))
+        jobs = plan_jobs(sources, output_dir, suffix=suffix, ext=ext, overwrite=overwrite, base=folder)
+        for folder_needed in {job.target.parent for job in jobs if not job.skip}:
+            folder_needed.mkdir(parents=True, exist_ok=True)
         options = opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode, candidates)
-        upscaler = _load(model, weights, device, dtype, threads, critic, download)
-        rows = []
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn())
-        with Progress(*columns, console=stderr) as bar:
-            task = bar.add_task("batch", total=len(sources))
-            for source in sources:
-                target = (output_dir / source.relative_to(folder)).with_suffix("." + ext.lstrip("."))
-                bar.update(task, description=source.name)
-                started = time.perf_counter()
-                if skip_existing and target.exists():
-                    rows.append((source, "skipped", "exists", 0.0))
-                else:
-                    try:
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        done = upscale_file(upscaler, source, target, options, scale=scale, max_pixels=max_pixels)
-                        rows.append((source, "ok", f"{done.output_size[0]}x{done.output_size[1]}",
-                                     time.perf_counter() - started))
-                    except QusrError as exc:
-                        rows.append((source, "failed", str(exc), time.perf_counter() - started))
-                bar.advance(task)
-        failed = _summary(rows, folder, output_dir)
-        if failed:
+        engine = Engine(model, weights, device, dtype, threads, critic, download)
+        rows, loading = _run(jobs, engine, options, out, scale=scale, max_pixels=max_pixels, heatmaps=heatmaps,
+                             stop_on_error=False, base=folder)
+        if _summary(rows, loading, out, title=f"qusr batch: {folder} -> {output_dir}"):
             raise typer.Exit(1)
 
 
-def _summary(rows, folder: Path, output_dir: Path) -> int:
-    table = Table(title=f"qusr batch: {folder} -> {output_dir}")
-    for column in ("file", "status", "output / reason", "seconds"):
-        table.add_column(column)
-    styles = {"ok": "green", "skipped": "yellow", "failed": "red"}
-    for source, status, detail, seconds in rows:
-        table.add_row(str(source.relative_to(folder)), f"[{styles[status]}]{status}[/]", detail, f"{seconds:.1f}")
-    stderr.print(table)
-    failed = sum(1 for row in rows if row[1] == "failed")
-    stderr.print(f"{len(rows) - failed} done, {failed} failed")
-    return failed
+def _run(jobs: list[Job], engine: Engine, options, out: Output, *, scale: float, max_pixels: int | None,
+         heatmaps: Path | None, stop_on_error: bool, base: Path | None = None) -> tuple[list[Row], float]:
+    """Load once, then upscale each job; returns the rows and the seconds spent loading models."""
+    rows = [Row(job.source, "skipped", job.skip, job.target) for job in jobs if job.skip]
+    todo = [job for job in jobs if not job.skip]
+    if not todo:
+        return rows, 0.0
+    started = time.perf_counter()
+    upscaler = engine.load(out)
+    loading = time.perf_counter() - started
+    encoder = upscaler.text_encoder
+    with out.progress() as bar:
+        files = bar.add_task("files", total=len(todo)) if len(todo) > 1 else None
+        for job in todo:
+            name = "stdin" if job.source == STDIO else job.source.name
+            steps = bar.add_task(f"upscaling {name}", total=None)
+            encoder_before = getattr(encoder, "load_seconds", 0.0)
+            started = time.perf_counter()
+            try:
+                done = _upscale_job(upscaler, job, options, scale, max_pixels,
+                                    lambda n, total, steps=steps: bar.update(steps, completed=n, total=total))
+            except QusrError as exc:
+                if stop_on_error:
+                    raise
+                rows.append(Row(job.source, "failed", str(exc), job.target, time.perf_counter() - started))
+            else:
+                loaded = getattr(encoder, "load_seconds", 0.0) - encoder_before
+                loading += loaded
+                row = Row(job.source, "done", f"{done.output_size[0]}x{done.output_size[1]}", job.target,
+                          time.perf_counter() - started - loaded, _file_summary(done, job, options))
+                if heatmaps is not None:
+                    row.summary["heatmaps"] = _write_heatmaps(upscaler, done, options, heatmaps, job, base, out)
+                rows.append(row)
+            bar.remove_task(steps)
+            if files is not None:
+                bar.advance(files)
+    return rows, loading
+
+
+def _upscale_job(upscaler, job: Job, options, scale: float, max_pixels: int | None, progress):
+    from qusr_cli.files import read_checked, upscale_image
+
+    with tempfile.TemporaryDirectory(prefix="qusr-stdio-") as scratch:
+        source, target = job.source, job.target
+        if source == STDIO:
+            source = Path(scratch) / "stdin"
+            source.write_bytes(sys.stdin.buffer.read())
+        if target == STDIO:
+            target = Path(scratch) / "stdout.png"
+        image = read_checked(source, target, max_pixels)
+        done = upscale_image(upscaler, image, target, options, scale=scale, progress=progress)
+        if job.target == STDIO:
+            with target.open("rb") as encoded:
+                shutil.copyfileobj(encoded, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        return done
+
+
+def _write_heatmaps(upscaler, done, options, folder: Path, job: Job, base: Path | None, out: Output) -> list[str]:
+    from qusr_cli.heatmaps import save_explanation
+
+    stem = "stdin" if job.source == STDIO else (
+        job.source.relative_to(base).with_suffix("").as_posix().replace("/", "_") if base else job.source.stem)
+    explanation = upscaler.explain(done.lr, options, prior=done.result.prior)
+    settings = upscaler.bundle.settings
+    written = save_explanation(explanation, folder, stem, settings.floor, settings.psi_max)
+    out.note(f"heatmaps: wrote {', '.join(str(p) for p in written)}")
+    return [str(p) for p in written]
+
+
+def _file_summary(done, job: Job, options) -> dict:
+    result = done.result
+    return {"input": "-" if job.source == STDIO else str(job.source),
+            "output": "-" if job.target == STDIO else str(job.target),
+            "input_size": done.input_size, "output_size": done.output_size, "steps": options.steps,
+            "seed": options.seed, "tile": result.tile, "prior": result.prior.text, "chosen_seed": result.seed,
+            "candidate_scores": result.candidate_scores or None}
+
+
+def _report_one(row: Row, loading: float, out: Output, select: str, candidates: int) -> None:
+    summary = row.summary
+    summary.update(seconds=round(loading + row.seconds, 3), loading_seconds=round(loading, 3),
+                   work_seconds=round(row.seconds, 3))
+    if summary["candidate_scores"]:
+        summary["candidate_scores"] = {select: summary["candidate_scores"]}
+        scores = ", ".join(f"{s:.2f}" for s in summary["candidate_scores"][select])
+        out.note(f"{select} of the {candidates} candidates: {scores}; kept seed {summary['chosen_seed']}")
+    out.result(summary)
+    out.note(f"wrote {summary['output']} ({row.detail}) in {loading + row.seconds:.1f} s: "
+             f"{loading:.1f} s loading the model, {row.seconds:.1f} s upscaling")
+
+
+def _summary(rows: list[Row], loading: float, out: Output, title: str) -> int:
+    """Print the table (or JSON) and the done/skipped/failed counts; returns how many failed."""
+    counts = {status: sum(row.status == status for row in rows) for status in ("done", "skipped", "failed")}
+    work = sum(row.seconds for row in rows)
+    payload = {**counts, "loading_seconds": round(loading, 3), "work_seconds": round(work, 3),
+               "files": [{"input": str(row.source), "output": str(row.output), "status": row.status,
+                          "detail": row.detail, "seconds": round(row.seconds, 3)} for row in rows]}
+
+    def table() -> Table:
+        shown = Table(title=escape(title))
+        for column in ("file", "status", "output / reason", "seconds"):
+            shown.add_column(column)
+        styles = {"done": "green", "skipped": "yellow", "failed": "red"}
+        for row in rows:
+            shown.add_row(escape(str(row.source)), f"[{styles[row.status]}]{row.status}[/]", escape(row.detail),
+                          f"{row.seconds:.1f}")
+        return shown
+
+    if out.as_json:
+        out.result(payload)
+    else:
+        out.show(table)
+    out.note(f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed "
+             f"({loading:.1f} s loading the model, {work:.1f} s upscaling)")
+    return counts["failed"]

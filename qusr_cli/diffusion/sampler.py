@@ -16,8 +16,11 @@ NoiseSource = Callable[[int], torch.Tensor]
 def sample_residual_shift(denoiser: nn.Module, scheduler: ResShiftScheduler, up: torch.Tensor,
                           aux: torch.Tensor, weight: torch.Tensor, noise_for: NoiseSource,
                           context: torch.Tensor | None = None,
-                          context_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Run ``scheduler.num_steps`` denoiser calls. Draw 0 is the prior's noise, draw k the k-th step's."""
+                          context_mask: torch.Tensor | None = None,
+                          on_step: Callable[[], None] | None = None) -> torch.Tensor:
+    """Run ``scheduler.num_steps`` denoiser calls. Draw 0 is the prior's noise, draw k the k-th step's.
+
+    ``on_step`` is called after each step (for progress bars)."""
     x_t = scheduler.prior(up, weight, noise_for(0))
     for draw, index in enumerate(scheduler.timesteps, start=1):
         tau = torch.full((x_t.shape[0],), scheduler.tau_at(index), device=x_t.device, dtype=torch.float32)
@@ -25,4 +28,6 @@ def sample_residual_shift(denoiser: nn.Module, scheduler: ResShiftScheduler, up:
         x0_pred = scheduler.predict_x0(output, float(scheduler.etas[index]), x_t, up, aux, weight)
         noise = noise_for(draw) if index > 0 else None
         x_t = scheduler.step(x0_pred, index, x_t, weight, noise)
+        if on_step is not None:
+            on_step()
     return x_t
