@@ -44,9 +44,9 @@ class Output:
 
     @contextmanager
     def progress(self) -> Iterator[Progress]:
-        """Bars with the count, elapsed time and an ETA; hidden with -q or --json (still usable, draws nothing)."""
+        """Bars with the count, elapsed time and an ETA; hidden with -q, --json or no terminal (still usable)."""
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("eta"), TimeRemainingColumn())
         with Progress(*columns, console=stderr, transient=True,
-                      disable=self.quiet or self.as_json) as bar:
+                      disable=self.quiet or self.as_json or not stderr.is_terminal) as bar:
             yield bar
