@@ -119,7 +119,7 @@ def test_heatmaps_option_writes_the_maps(tmp_path):
                     "--heatmaps", str(tmp_path / "maps"))
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in (tmp_path / "maps").iterdir())
-    assert names == ["in_aux.png", "in_noise_weight.png", "in_overlay.png", "in_uncertainty.png"]
+    assert names == ["in_aux.png", "in_explain.png", "in_noise_weight.png", "in_overlay.png", "in_uncertainty.png"]
 
 
 def test_explain_json_reports_maps_and_critique(tmp_path):

@@ -256,3 +256,40 @@ def test_version_and_help_do_not_import_torch():
             "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip().endswith("NO-TORCH"), done.stdout + done.stderr
+
+
+# ---- explain: one readable figure --------------------------------------------------------------------------
+
+def test_explain_writes_one_captioned_figure_and_says_what_the_critic_found(tmp_path):
+    source = photo(tmp_path / "in.png", size=(32, 32))
+    result = ok(invoke("explain", str(source), "-o", str(tmp_path / "e"), "--json"))
+    summary = json.loads(result.stdout)
+    assert summary["findings"].startswith("The critic found") and "noise" in summary["findings"]
+    assert "Detail will be invented on" in summary["invented"]
+    figure = Image.open(summary["figure"]).convert("RGB")
+    assert Path(summary["figure"]).name == "in_explain.png"
+    assert figure.width > 3 * 128 and figure.height > 128  # three panels side by side, captions under them
+    names = {Path(p).name for p in summary["files"]}
+    assert {"in_uncertainty.png", "in_noise_weight.png", "in_overlay.png", "in_aux.png"} <= names
+    panel = ok(invoke("explain", str(source), "-o", str(tmp_path / "e2"))).stdout
+    assert "The critic found" in " ".join(panel.split())
+
+
+def test_overlay_keeps_low_noise_places_grey_and_tints_the_rest():
+    import torch
+
+    from qusr_cli.heatmaps import findings_in_words, render_overlay
+    from qusr_cli.prior.report import QualityReport
+
+    image = torch.full((1, 3, 8, 8), 0.5)
+    weight = torch.full((1, 3, 8, 8), 0.4)
+    weight[..., 4:] = 1.0
+    pixels = np.asarray(render_overlay(image, weight, floor=0.4)).astype(int)
+    assert (pixels[:, :4] == pixels[:, :4, :1]).all()  # at the floor: plain grey, no colour cast
+    red, green, blue = pixels[0, 6]
+    assert red > green > blue  # full noise: orange
+    report = QualityReport.from_values(noise_sigma=10, blur_sigma=0.2, jpeg_quality=100, exposure=0.5,
+                                       contrast=0.2)
+    assert findings_in_words(report, None) == ("The critic found moderate noise; sharp, no JPEG artefacts, "
+                                               "well exposed, normal contrast.")
+    assert "--critic none" in findings_in_words(None, None)
