@@ -107,7 +107,8 @@ def upscale(
             raise InputError("--json and an image on stdout cannot share it; give -o a file")
         if len(jobs) == 1 and jobs[0].skip:
             raise InputError(f"{jobs[0].target}: exists; use --overwrite to replace it")
-        options = opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode, candidates)
+        with out.status("loading model…"):  # the engine's import (torch) is the first slow part
+            options = opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode, candidates)
         engine = Engine(model, weights, device, dtype, threads, critic, download)
         rows, loading = _run(jobs, engine, options, out, scale=scale, max_pixels=max_pixels, heatmaps=heatmaps,
                              stop_on_error=len(jobs) == 1)
@@ -150,7 +151,8 @@ def batch(
         jobs = plan_jobs(sources, output_dir, suffix=suffix, ext=ext, overwrite=overwrite, base=folder)
         for folder_needed in {job.target.parent for job in jobs if not job.skip}:
             folder_needed.mkdir(parents=True, exist_ok=True)
-        options = opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode, candidates)
+        with out.status("loading model…"):  # the engine's import (torch) is the first slow part
+            options = opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode, candidates)
         engine = Engine(model, weights, device, dtype, threads, critic, download)
         rows, loading = _run(jobs, engine, options, out, scale=scale, max_pixels=max_pixels, heatmaps=heatmaps,
                              stop_on_error=False, base=folder)
@@ -174,11 +176,14 @@ def _run(jobs: list[Job], engine: Engine, options, out: Output, *, scale: float,
         for job in todo:
             name = "stdin" if job.source == STDIO else job.source.name
             steps = bar.add_task(f"upscaling {name}", total=None)
+            if encoder is not None:  # a new critique loads the text encoder first: say so on the bar
+                encoder.on_load = lambda steps=steps: bar.update(steps, description="loading the text encoder…")
             encoder_before = getattr(encoder, "load_seconds", 0.0)
             started = time.perf_counter()
             try:
                 done = _upscale_job(upscaler, job, options, scale, max_pixels,
-                                    lambda n, total, steps=steps: bar.update(steps, completed=n, total=total))
+                                    lambda n, total, steps=steps, name=name: bar.update(
+                                        steps, completed=n, total=total, description=f"upscaling {name}"))
             except QusrError as exc:
                 if stop_on_error:
                     raise

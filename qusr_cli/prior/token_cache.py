@@ -13,6 +13,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -79,7 +80,7 @@ class CachedTextEncoder:
     """``encode(text)`` like TextEncoder, but the encoder is built only on a miss of the on-disk cache.
 
     ``load_seconds`` says how long building it took (0 when every text was cached), so callers can
-    report loading apart from work.
+    report loading apart from work; ``on_load``, when set, is called just before the build (to say so).
     """
 
     def __init__(self, build, revision: str, max_tokens: int = 77, cache: TokenCache | None = None):
@@ -87,6 +88,7 @@ class CachedTextEncoder:
         self._encoder = None
         self.cache = cache or TokenCache(revision, max_tokens)
         self.load_seconds = 0.0
+        self.on_load: Callable[[], None] | None = None
 
     @property
     def loaded(self) -> bool:
@@ -97,6 +99,8 @@ class CachedTextEncoder:
         if cached is not None:
             return cached
         if self._encoder is None:
+            if self.on_load is not None:
+                self.on_load()
             started = time.perf_counter()
             self._encoder = self._build()
             self.load_seconds += time.perf_counter() - started
