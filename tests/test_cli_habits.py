@@ -18,21 +18,9 @@ from qusr_cli.archs.rrdbnet import RRDBNet
 from qusr_cli.cli.app import app
 from qusr_cli.weights.import_ncnn import save_rrdbnet_safetensors
 
-from helpers import make_tiny_model
+from test_cli import tiny_folder, use_tiny_model  # noqa: F401  (fixtures: every test runs the tiny model)
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-model")
-    make_tiny_model(folder)
-    return folder
-
-
-@pytest.fixture(autouse=True)
-def use_tiny_model(tiny_folder, monkeypatch):
-    monkeypatch.setenv("QUSR_WEIGHTS", str(tiny_folder))
 
 
 def photo(path: Path, size=(24, 20), seed=0, fmt=None) -> Path:
