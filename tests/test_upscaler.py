@@ -73,7 +73,6 @@ def test_out_of_memory_halves_the_tile_and_says_so_once(upscaler, monkeypatch, c
         return real(self, lr_tile, tile, options, prior, field, on_step)
 
     monkeypatch.setattr(Upscaler, "_upscale_tile", flaky)
-    monkeypatch.setattr(logging.getLogger("qusr"), "propagate", True)
     with caplog.at_level(logging.WARNING, logger="qusr"):
         result = upscaler.upscale(_photo(64, 64), UpscaleOptions(tile=128, tile_margin=0))
     assert result.tile == 32 and result.image.shape == (1, 3, 256, 256)

@@ -12,7 +12,7 @@ import typer
 
 from qusr_cli import __version__
 from qusr_cli.cli.bench_cmd import BENCH_EXAMPLES, bench
-from qusr_cli.cli.common import HELP_OPTIONS, one_line_errors, setup_logging
+from qusr_cli.cli.common import HELP_OPTIONS, command_logging, one_line_errors
 from qusr_cli.cli.explain_cmd import EXPLAIN_EXAMPLES, explain
 from qusr_cli.cli.info_cmd import INFO_EXAMPLES, info
 from qusr_cli.cli.train_cmd import train_app
@@ -31,9 +31,10 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+def root(context: typer.Context,
+         version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                 help="Print the version and exit.")] = False) -> None:
-    setup_logging()
+    context.with_resource(command_logging())
 
 
 app.command(epilog=UPSCALE_EXAMPLES)(upscale)

@@ -20,13 +20,25 @@ class _OneLineHandler(logging.Handler):
         typer.echo(f"qusr: {record.getMessage()}", err=True)
 
 
-def setup_logging() -> None:
-    """Library warnings (placeholder model, halved tiles, missing encoder) become 'qusr: …' lines."""
+@contextmanager
+def command_logging() -> Iterator[None]:
+    """For one command, library warnings (halved tiles, missing encoder) become 'qusr: …' lines.
+
+    The ``qusr`` logger is restored afterwards: a library must not stay configured by one command for
+    the next, or for a program that runs several commands in one process (tests, notebooks).
+    """
     logger = logging.getLogger("qusr")
-    if not any(isinstance(h, _OneLineHandler) for h in logger.handlers):
-        logger.addHandler(_OneLineHandler())
+    handler = _OneLineHandler()
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @contextmanager

@@ -12,9 +12,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -336,3 +334,58 @@ def validate_command(aux: Annotated[Path, typer.Option("--aux", help="Aux checkp
     Console().print(table)
     if json_out is not None:
         json_out.write_text(json.dumps(results, indent=2))
+
+
+@train_app.command("teacher-cache", epilog="Examples:\n\n  qusr train teacher-cache --data photos/ --out runs/teacher "
+                                           "--teacher realesrgan/aux.safetensors --count 2000")
+@_one_line_errors
+def teacher_cache_command(data: DataOpt,
+                          out: Annotated[Path, typer.Option("--out", help="Cache folder (manifest + shards).")],
+                          teacher: Annotated[Path, typer.Option(
+                              "--teacher", help="Teacher SR checkpoint, e.g. Real-ESRGAN x4plus from "
+                                                "`qusr weights import-ncnn`.")],
+                          count: Annotated[int, typer.Option("--count", min=1, help="Samples to cache.")] = 10_000,
+                          shard_size: Annotated[int, typer.Option("--shard-size", min=1,
+                                                                  help="Samples per shard file.")] = 64,
+                          batch: BatchOpt = 8, crop: CropOpt = 256, threads: ThreadsOpt = 1,
+                          device: DeviceOpt = "auto", seed: SeedOpt = 0, amp: AmpOpt = "auto",
+                          max_images: MaxImagesOpt = 0, hr_scales: HrScalesOpt = "1,0.7,0.5,0.35",
+                          min_detail: MinDetailOpt = 6.0, light_share: LightShareOpt = 0.3,
+                          eval_dir: Annotated[Path, typer.Option(
+                              "--eval-dir", help="Evaluation images that must not be among the training photos.")]
+                          = Path("../shared/data/eval")) -> None:
+    """Degrade training crops and store a teacher's restoration of each (resumable; run it in the background).
+
+    Training reads the cache with ``--teacher-cache``: its samples are the same stream of crops a
+    training run with the same crop options would draw.
+    """
+    import torch
+
+    from qusr_cli.train.dataset import list_images
+    from qusr_cli.train.loop import autocast_dtype, resolve_device
+    from qusr_cli.train.teacher_cache import build_teacher_cache, check_disjoint, file_digest
+    from qusr_cli.weights.checkpoint import checkpoint_info, load_checkpoint
+
+    torch.set_num_threads(threads)
+    with _data_errors():
+        files = list_images(data)[:max_images or None]
+        check_disjoint(files, eval_dir)
+    dataset = _crops(data, crop=crop, seed=seed, images=slice(max_images or None),
+                     hr_scales=_numbers(hr_scales, float), min_detail=min_detail, light_share=light_share)
+    run_device = resolve_device(device)
+    net = load_checkpoint(teacher, role="aux", device=run_device)
+    if run_device.type == "cpu":
+        net.to(memory_format=torch.channels_last)  # oneDNN's blocked kernels, as the engine does
+    description = {"data": data.name, "photos": {p.name: file_digest(p)[:16] for p in files}, "crop": crop,
+                   "seed": seed, "hr_scales": list(dataset.hr_scales), "min_detail": min_detail,
+                   "light_share": light_share, "degradation": dataset.config.as_dict(),
+                   "teacher": {"sha256": file_digest(teacher), "arch": net.arch_name,
+                               **{k: v for k, v in checkpoint_info(teacher).items() if k in ("source", "licence")}}}
+
+    def report(progress) -> None:
+        typer.echo(f"shard {progress.shard}/{progress.shards}  {progress.samples_per_s:.2f} samples/s", err=True)
+
+    with _data_errors():
+        shards = build_teacher_cache(dataset, net, out, count=count, description=description, shard_size=shard_size,
+                                     batch=batch, autocast_dtype=autocast_dtype(run_device, amp), progress=report)
+    typer.echo(f"{out}: {shards} shards, {shards * shard_size} samples")
