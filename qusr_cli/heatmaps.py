@@ -104,7 +104,7 @@ def render_overlay(image: torch.Tensor, weight: torch.Tensor, floor: float) -> I
 def findings_in_words(report: QualityReport | None, critique: str | None) -> str:
     """What the critic found, as one sentence: the problems first, then what is fine."""
     if report is None:
-        return f"The critic's words: {critique}." if critique else "No critic looked at this photo (--critic none)."
+        return f"The critic's words: {critique}." if critique else "No critic looked at this photo (--critic none, or a model without a denoiser)."
     nouns = {"noise": "noise", "jpeg": "JPEG artefacts", "contrast": "contrast"}
     problems, fine = [], []
     for name, measurement in report.to_dict().items():

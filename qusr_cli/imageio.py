@@ -239,21 +239,6 @@ def write_image(
     atomic_write(path, lambda f: image.save(f, format=fmt, **options))
 
 
-def default_output_path(input_path, suffix: str = "_qusr", ext: str | None = None) -> Path:
-    """`photo.jpg` -> `photo_qusr.jpg`, next to the input.
-
-    The input's extension is kept unless `ext` (with or without the dot) is given; an input
-    extension qusr cannot write (e.g. .gif, or none) becomes .png, which is lossless and keeps
-    alpha and 16 bits.
-    """
-    input_path = Path(input_path)
-    if ext is None:
-        ext = input_path.suffix if input_path.suffix.lower() in OUTPUT_FORMATS else ".png"
-    elif not ext.startswith("."):
-        ext = "." + ext
-    return input_path.with_name(input_path.stem + suffix + ext)
-
-
 def check_output_path(input_path, output_path) -> None:
     """Refuse, before any compute, an output path that cannot or must not be written.
 

@@ -73,7 +73,11 @@ def explain_empty_folder(folder: Path, recursive: bool) -> str:
 
 
 def output_name(source: Path, suffix: str, ext: str | None) -> str:
-    """``photo.jpg`` -> ``photo{suffix}.jpg`` (or ``.ext``); an extension qusr cannot write becomes .png."""
+    """``photo.jpg`` -> ``photo{suffix}.jpg`` (or ``.ext``).
+
+    An input extension qusr cannot write (e.g. .gif, or none) becomes .png, which is lossless and keeps
+    alpha and 16 bits.
+    """
     if ext is None:
         ext = source.suffix if source.suffix.lower() in OUTPUT_FORMATS else ".png"
     return source.stem + suffix + ("." + ext.lstrip("."))

@@ -203,7 +203,7 @@ def _run(jobs: list[Job], engine: Engine, options, out: Output, *, scale: float,
 
 
 def _upscale_job(upscaler, job: Job, options, scale: float, max_pixels: int | None, progress):
-    from qusr_cli.files import read_checked, upscale_image
+    from qusr_cli.files import upscale_file
 
     with tempfile.TemporaryDirectory(prefix="qusr-stdio-") as scratch:
         source, target = job.source, job.target
@@ -212,8 +212,7 @@ def _upscale_job(upscaler, job: Job, options, scale: float, max_pixels: int | No
             source.write_bytes(sys.stdin.buffer.read())
         if target == STDIO:
             target = Path(scratch) / "stdout.png"
-        image = read_checked(source, target, max_pixels)
-        done = upscale_image(upscaler, image, target, options, scale=scale, progress=progress)
+        done = upscale_file(upscaler, source, target, options, scale=scale, max_pixels=max_pixels, progress=progress)
         if job.target == STDIO:
             with target.open("rb") as encoded:
                 shutil.copyfileobj(encoded, sys.stdout.buffer)
