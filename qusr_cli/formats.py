@@ -40,14 +40,30 @@ SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 METADATA_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "TIFF", "AVIF", "HEIF"})
 
 
-def register_plugins() -> None:
-    """Teach Pillow the plugin formats (called by the image reader, not at import of this module)."""
+_registered = False
+
+
+def register_plugins() -> bool:
+    """Teach Pillow the plugin formats; True if this call did it (False: done before, or none installed).
+
+    Called only when a file needs them (a plugin extension, or a file Pillow alone cannot identify):
+    importing pillow-heif costs a start-up that most runs do not need.
+    """
+    global _registered
+    if _registered or not (_HEIF or _JXL):
+        return False
+    _registered = True
     if _HEIF:
         from pillow_heif import register_heif_opener
 
         register_heif_opener()
     if _JXL:
         import pillow_jxl  # noqa: F401  (registers JPEG XL with Pillow on import)
+    return True
+
+
+def needs_plugin(path: Path) -> bool:
+    return OUTPUT_FORMATS.get(path.suffix.lower()) in ("HEIF", "JXL")
 
 
 def output_format(path: Path) -> str:

@@ -43,6 +43,7 @@ from qusr_cli.formats import (
     METADATA_FORMATS,
     OUTPUT_FORMATS,
     SIXTEEN_BIT_FORMATS,
+    needs_plugin,
     output_format,
     register_plugins,
 )
@@ -51,8 +52,6 @@ try:
     from PIL import ImageCms
 except ImportError:  # Pillow built without LittleCMS: CMYK falls back to the plain formula
     ImageCms = None
-
-register_plugins()
 
 #: Smallest accepted width and height. A smaller file is almost surely an icon, a tracking
 #: pixel or a broken export, not a photo, and has too little content for the model to work from.
@@ -136,7 +135,7 @@ def read_image(path, max_pixels: int | None = None) -> LoadedImage:
         raise InputError(f"--max-pixels must be a positive number, got {limit}")
 
     try:
-        with _pixel_limit(limit), Image.open(path) as image:
+        with _pixel_limit(limit), _open(path) as image:
             _check_min_size(path, image.size)
             # Decode now: a truncated file fails here with its real reason, not later inside
             # the EXIF read, which shrugs off errors.
@@ -203,6 +202,8 @@ def write_image(
     """
     path = Path(path)
     fmt = output_format(path)
+    if needs_plugin(path):
+        register_plugins()
     if not 1 <= jpeg_quality <= 100:
         raise InputError(f"JPEG quality must be between 1 and 100, got {jpeg_quality}")
     colour = _tensor_to_hwc(rgb, 3, "rgb")
@@ -237,6 +238,18 @@ def write_image(
     image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
     options = _pillow_save_options(fmt, icc, exif, jpeg_quality)
     atomic_write(path, lambda f: image.save(f, format=fmt, **options))
+
+
+def _open(path: Path) -> Image.Image:
+    """Image.open, registering the HEIF/JPEG XL plugins first when the file may need them."""
+    if needs_plugin(path):
+        register_plugins()
+    try:
+        return Image.open(path)
+    except UnidentifiedImageError:
+        if not register_plugins():  # a HEIC or JPEG XL file under another name
+            raise
+        return Image.open(path)
 
 
 def check_output_path(input_path, output_path) -> None:

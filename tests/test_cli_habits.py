@@ -281,3 +281,16 @@ def test_overlay_keeps_low_noise_places_grey_and_tints_the_rest():
     assert findings_in_words(report, None) == ("The critic found moderate noise; sharp, no JPEG artefacts, "
                                                "well exposed, normal contrast.")
     assert "--critic none" in findings_in_words(None, None)
+
+
+def test_a_heic_file_under_another_name_is_still_read(tmp_path):
+    """Plugins register only when needed; a file Pillow alone cannot identify gets them too."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    Image.open(photo(tmp_path / "in.png")).save(tmp_path / "holiday.img", format="HEIF")
+    code = ("import sys; from qusr_cli.imageio import read_image; "
+            "print(tuple(read_image(sys.argv[1]).rgb.shape))")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "holiday.img")], capture_output=True,
+                          text=True, timeout=300)
+    assert done.stdout.strip() == "(1, 3, 20, 24)", done.stderr
