@@ -10,7 +10,9 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -59,9 +61,9 @@ class Engine:
     download: bool
 
     def load(self, out: Output):
-        from qusr_cli.loading import load_upscaler
-
         with out.status("loading model…"):
+            from qusr_cli.loading import load_upscaler  # here: the engine's import (torch) is slow too
+
             return load_upscaler(self.model, weights=self.weights, device=self.device.value,
                                  dtype=self.dtype.value, threads=self.threads, critic=self.critic.value,
                                  allow_download=self.download)
@@ -107,9 +109,8 @@ def upscale(
             raise InputError("--json and an image on stdout cannot share it; give -o a file")
         if len(jobs) == 1 and jobs[0].skip:
             raise InputError(f"{jobs[0].target}: exists; use --overwrite to replace it")
-        with out.status("loading model…"):  # the engine's import (torch) is the first slow part
-            options = opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode, candidates)
         engine = Engine(model, weights, device, dtype, threads, critic, download)
+        options = partial(opt.upscale_options, steps, seed, tile, color_fix, prompt, prompt_mode, candidates)
         rows, loading = _run(jobs, engine, options, out, scale=scale, max_pixels=max_pixels, heatmaps=heatmaps,
                              stop_on_error=len(jobs) == 1)
         if len(rows) == 1:
@@ -151,18 +152,21 @@ def batch(
         jobs = plan_jobs(sources, output_dir, suffix=suffix, ext=ext, overwrite=overwrite, base=folder)
         for folder_needed in {job.target.parent for job in jobs if not job.skip}:
             folder_needed.mkdir(parents=True, exist_ok=True)
-        with out.status("loading model…"):  # the engine's import (torch) is the first slow part
-            options = opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode, candidates)
         engine = Engine(model, weights, device, dtype, threads, critic, download)
+        options = partial(opt.upscale_options, steps, seed, tile, color_fix, prompt, prompt_mode, candidates)
         rows, loading = _run(jobs, engine, options, out, scale=scale, max_pixels=max_pixels, heatmaps=heatmaps,
                              stop_on_error=False, base=folder)
         if _summary(rows, loading, out, title=f"qusr batch: {folder} -> {output_dir}"):
             raise typer.Exit(1)
 
 
-def _run(jobs: list[Job], engine: Engine, options, out: Output, *, scale: float, max_pixels: int | None,
-         heatmaps: Path | None, stop_on_error: bool, base: Path | None = None) -> tuple[list[Row], float]:
-    """Load once, then upscale each job; returns the rows and the seconds spent loading models."""
+def _run(jobs: list[Job], engine: Engine, make_options: Callable, out: Output, *, scale: float,
+         max_pixels: int | None, heatmaps: Path | None, stop_on_error: bool,
+         base: Path | None = None) -> tuple[list[Row], float]:
+    """Load once, then upscale each job; returns the rows and the seconds spent loading (imports included).
+
+    ``make_options()`` builds the UpscaleOptions once the engine is imported (it lives there).
+    """
     rows = [Row(job.source, "skipped", job.skip, job.target) for job in jobs if job.skip]
     todo = [job for job in jobs if not job.skip]
     if not todo:
@@ -170,6 +174,7 @@ def _run(jobs: list[Job], engine: Engine, options, out: Output, *, scale: float,
     started = time.perf_counter()
     upscaler = engine.load(out)
     loading = time.perf_counter() - started
+    options = make_options()
     encoder = upscaler.text_encoder
     with out.progress() as bar:
         files = bar.add_task("files", total=len(todo)) if len(todo) > 1 else None
