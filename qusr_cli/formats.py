@@ -10,10 +10,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from PIL import features
-
 from qusr_cli.errors import InputError
 
+# Looked up, not imported: `qusr --help` must not pay for Pillow and its codecs.
+_AVIF = importlib.util.find_spec("PIL._avif") is not None  # the module behind PIL.features.check("avif")
 _HEIF = importlib.util.find_spec("pillow_heif") is not None
 _JXL = importlib.util.find_spec("pillow_jxl") is not None
 
@@ -26,7 +26,7 @@ OUTPUT_FORMATS = {
     ".tif": "TIFF",
     ".tiff": "TIFF",
     ".bmp": "BMP",
-    **({".avif": "AVIF"} if features.check("avif") else {}),
+    **({".avif": "AVIF"} if _AVIF else {}),
     **({".heic": "HEIF", ".heif": "HEIF"} if _HEIF else {}),
     **({".jxl": "JXL"} if _JXL else {}),
 }

@@ -10,7 +10,6 @@ from qusr_cli import __version__
 from qusr_cli.cli import options as opt
 from qusr_cli.cli.common import one_line_errors
 from qusr_cli.cli.output import Output
-from qusr_cli.weights import load_registry, locate_component
 
 INFO_EXAMPLES = """Examples:
 
@@ -24,6 +23,7 @@ def info(weights: opt.Weights = None, as_json: opt.Json = False) -> None:
     import torch
 
     from qusr_cli.devices import default_threads, resolve_device
+    from qusr_cli.weights import load_registry, locate_component
 
     with one_line_errors():
         device = resolve_device("auto")

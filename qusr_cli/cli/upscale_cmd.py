@@ -257,7 +257,8 @@ def _report_one(row: Row, loading: float, out: Output, select: str, candidates: 
         scores = ", ".join(f"{s:.2f}" for s in summary["candidate_scores"][select])
         out.note(f"{select} of the {candidates} candidates: {scores}; kept seed {summary['chosen_seed']}")
     out.result(summary)
-    out.note(f"wrote {summary['output']} ({row.detail}) in {loading + row.seconds:.1f} s: "
+    written = "PNG to standard output" if summary["output"] == "-" else summary["output"]
+    out.note(f"wrote {written} ({row.detail}) in {loading + row.seconds:.1f} s: "
              f"{loading:.1f} s loading the model, {row.seconds:.1f} s upscaling")
 
 

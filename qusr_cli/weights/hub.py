@@ -32,7 +32,6 @@ import importlib.util
 import os
 import socket
 import threading
-import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -71,6 +70,8 @@ def probe_endpoint(endpoint: str, timeout: float = PROBE_TIMEOUT_S) -> str | Non
     Connects to the proxy instead when the environment routes the endpoint through one, since that is
     the connection the download would open.
     """
+    import urllib.request  # here: ~50 ms that only a download needs
+
     url = urlsplit(endpoint)
     host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
     proxy = urllib.request.getproxies().get(url.scheme)
