@@ -96,22 +96,29 @@ def plan_jobs(sources: list[Path], output: Path | None, *, suffix: str | None, e
         output_format(Path("x." + ext.lstrip(".")))
     jobs = []
     for source in sources:
+        named = Path("stdin") if source == STDIO else source  # what an output for stdin is called
         if single_file:
             target = output
         elif output is None:
-            folder = Path.cwd() if source == STDIO else source.parent
-            target = folder / output_name(source if source != STDIO else Path("stdin"),
-                                          DEFAULT_SUFFIX if suffix is None else suffix, ext)
+            target = STDIO if source == STDIO else source.parent / output_name(
+                source, DEFAULT_SUFFIX if suffix is None else suffix, ext)
         else:
             relative = source.relative_to(base).parent if base is not None else Path()
-            target = output / relative / output_name(source, suffix or "", ext)
-        if source == STDIO and output is None:
-            target = STDIO
+            target = output / relative / output_name(named, suffix or "", ext)
         jobs.append(_job(source, target, overwrite))
     targets = [job.target for job in jobs if job.target != STDIO]
     if len(set(targets)) < len(targets):
         raise InputError("two inputs would be written to the same output; give a --suffix or separate folders")
     return jobs
+
+
+def make_folders(folders) -> None:
+    """Create output folders, or say in one line why one cannot be."""
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"{folder}: cannot create the output folder ({exc.strerror or exc})") from exc
 
 
 def _job(source: Path, target: Path, overwrite: bool) -> Job:

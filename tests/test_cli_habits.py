@@ -66,6 +66,8 @@ def test_upscale_takes_several_files_and_a_glob(tmp_path):
     assert (tmp_path / "a_x4.png").is_file() and (tmp_path / "c_x4.png").is_file()
     assert not (tmp_path / "b_x4.jpg").exists()
     assert "matches no image" in error_line(invoke("upscale", str(tmp_path / "*.webp")))
+    (tmp_path / "notes").write_text("a file, not a folder")
+    assert "need -o to be a folder" in error_line(invoke("upscale", str(a), str(b), "-o", str(tmp_path / "notes")))
 
 
 def test_upscale_of_a_folder_points_to_batch(tmp_path, monkeypatch):

@@ -37,6 +37,7 @@ def test_plan_jobs_places_outputs_and_skips_existing_ones(tmp_path):
     with pytest.raises(InputError, match="input file itself"):
         plan_jobs([a], a, suffix=None, ext=None, overwrite=True)
     assert plan_jobs([STDIO], None, suffix=None, ext=None, overwrite=False)[0].target == STDIO
+    assert plan_jobs([STDIO, a], out, suffix=None, ext=None, overwrite=False)[0].target == out / "stdin.png"
 
 
 def test_expand_inputs(tmp_path):

@@ -25,7 +25,8 @@ from qusr_cli.cli.common import one_line_errors
 from qusr_cli.cli.output import Output
 from qusr_cli.errors import InputError, QusrError
 from qusr_cli.formats import OUTPUT_FORMATS
-from qusr_cli.plan import DEFAULT_SUFFIX, STDIO, Job, expand_inputs, explain_empty_folder, find_images, plan_jobs
+from qusr_cli.plan import (DEFAULT_SUFFIX, STDIO, Job, expand_inputs, explain_empty_folder, find_images,
+                            make_folders, plan_jobs)
 
 UPSCALE_EXAMPLES = """Examples:
 
@@ -99,11 +100,10 @@ def upscale(
     out = Output(quiet=quiet, as_json=as_json)
     with one_line_errors():
         inputs = expand_inputs(sources)
-        if output is not None and len(inputs) > 1 and output.suffix.lower() in OUTPUT_FORMATS \
-                and not output.is_dir():
-            raise InputError(f"{output}: {len(inputs)} inputs need -o to be a folder, not a file name")
         if output is not None and len(inputs) > 1:
-            output.mkdir(parents=True, exist_ok=True)
+            if not output.is_dir() and (output.exists() or output.suffix.lower() in OUTPUT_FORMATS):
+                raise InputError(f"{output}: {len(inputs)} inputs need -o to be a folder, not a file")
+            make_folders([output])
         jobs = plan_jobs(inputs, output, suffix=suffix, ext=None, overwrite=overwrite)
         if as_json and any(job.target == STDIO for job in jobs):
             raise InputError("--json and an image on stdout cannot share it; give -o a file")
@@ -150,8 +150,7 @@ def batch(
         if not sources:
             raise InputError(explain_empty_folder(folder, recursive))
         jobs = plan_jobs(sources, output_dir, suffix=suffix, ext=ext, overwrite=overwrite, base=folder)
-        for folder_needed in {job.target.parent for job in jobs if not job.skip}:
-            folder_needed.mkdir(parents=True, exist_ok=True)
+        make_folders(sorted({job.target.parent for job in jobs if not job.skip}))
         engine = Engine(model, weights, device, dtype, threads, critic, download)
         options = partial(opt.upscale_options, steps, seed, tile, color_fix, prompt, prompt_mode, candidates)
         rows, loading = _run(jobs, engine, options, out, scale=scale, max_pixels=max_pixels, heatmaps=heatmaps,
