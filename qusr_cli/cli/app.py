@@ -12,16 +12,16 @@ import typer
 
 from qusr_cli import __version__
 from qusr_cli.cli.bench_cmd import BENCH_EXAMPLES, bench
-from qusr_cli.cli.common import HELP_OPTIONS, command_logging, one_line_errors
+from qusr_cli.cli.common import command_group, command_logging
 from qusr_cli.cli.explain_cmd import EXPLAIN_EXAMPLES, explain
 from qusr_cli.cli.info_cmd import INFO_EXAMPLES, info
 from qusr_cli.cli.train_cmd import train_app
 from qusr_cli.cli.upscale_cmd import BATCH_EXAMPLES, UPSCALE_EXAMPLES, batch, upscale
 from qusr_cli.cli.weights_cmd import weights_app
 
-app = typer.Typer(help="qusr: 4x upscaling of real-world photos, honest about what it invents.",
-                  epilog="Examples:\n\n  qusr upscale photo.jpg\n\n  qusr explain photo.jpg\n\n  qusr weights list",
-                  no_args_is_help=True, pretty_exceptions_enable=False, context_settings=HELP_OPTIONS)
+app = command_group(help="qusr: 4x upscaling of real-world photos, honest about what it invents.",
+                    epilog="Examples:\n\n  qusr upscale photo.jpg\n\n  qusr explain photo.jpg\n\n  qusr weights list",
+                    pretty_exceptions_enable=False)
 
 
 def _version(value: bool) -> None:
@@ -47,8 +47,5 @@ app.add_typer(train_app, name="train")
 
 
 def main() -> None:
-    try:
-        with one_line_errors():
-            app()
-    except typer.Exit as exc:  # raised outside Typer's own handling, so exit here without a traceback
-        raise SystemExit(exc.exit_code) from None
+    # Errors become one line inside every command group (cli/common.py: QusrGroup), the one boundary.
+    app()

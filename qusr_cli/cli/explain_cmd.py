@@ -12,24 +12,27 @@ from rich.panel import Panel
 from rich.table import Table
 
 from qusr_cli.cli import options as opt
-from qusr_cli.cli.common import one_line_errors
+from qusr_cli.cli.groups import grouped
 from qusr_cli.cli.output import Output
+from qusr_cli.options import EngineOptions, UpscaleOptions
 
 EXPLAIN_EXAMPLES = """Examples:
 
   qusr explain photo.jpg                      # writes photo_explain/ next to it
 
-  qusr explain photo.jpg -o maps/ --json"""
+  qusr explain photo.jpg -o maps/ --critic builtin --json"""
 
 
+@grouped(engine=opt.ENGINE.without(dtype="fp32"),
+         options=opt.SAMPLING.without(steps=5, seed=0, color_fix="wavelet", candidates=1, select="niqe"))
 def explain(
     source: Annotated[Path, typer.Argument(help="Input image.", show_default=False)],
     output_dir: Annotated[Path | None, typer.Option("-o", "--output-dir", help="Where the maps go (default: next to the input).")] = None,
     as_json: opt.Json = False,
-    prompt: opt.Prompt = None, prompt_mode: opt.PromptModeOpt = opt.PromptMode.extend,
-    critic: opt.Critic = opt.CriticKind.builtin, device: opt.Device = opt.DeviceName.auto,
-    tile: opt.Tile = None, model: opt.Model = None, weights: opt.Weights = None, threads: opt.Threads = None,
-    max_pixels: opt.MaxPixels = None, download: opt.Download = True,
+    max_pixels: opt.MaxPixels = None,
+    *,
+    engine: EngineOptions,
+    options: UpscaleOptions,
 ) -> None:
     """Draw where qusr will invent detail and say what the critic found.
 
@@ -38,37 +41,32 @@ def explain(
     """
     from qusr_cli.heatmaps import findings_in_words, invented_in_words, save_explanation
     from qusr_cli.imageio import read_image
-    from qusr_cli.loading import load_upscaler
-    from qusr_cli.upscaler import UpscaleOptions
 
-    with one_line_errors():
-        image = read_image(source, max_pixels=max_pixels)
-        upscaler = load_upscaler(model, weights=weights, device=device.value, dtype="fp32", threads=threads,
-                                 critic=critic.value, allow_download=download)
-        explanation = upscaler.explain(image.rgb, UpscaleOptions(tile=tile, prompt=prompt,
-                                                                 prompt_mode=prompt_mode.value))
-        folder = output_dir or source.with_name(source.stem + "_explain")
-        settings = upscaler.bundle.settings
-        critic_result = explanation.prior.critic
-        findings = findings_in_words(critic_result.report if critic_result else None,
-                                     critic_result.critique if critic_result else None)
-        written = save_explanation(explanation, folder, source.stem, settings.floor, settings.psi_max, findings)
-        weight = explanation.weight
-        summary = {
-            "input": str(source),
-            "findings": findings,
-            "invented": invented_in_words(weight, settings.floor),
-            "critic": critic_result.source if critic_result else None,
-            "report": critic_result.report.to_dict() if critic_result and critic_result.report else None,
-            "critique": critic_result.critique if critic_result else None,
-            "prior_text": explanation.prior.text,
-            "uncertainty_mean": round(explanation.psi.mean().item(), 5),
-            "noise_weight_mean": round(weight.mean().item(), 4),
-            "full_noise_fraction": round((weight >= 0.999).float().mean().item(), 4),
-            "figure": str(written[0]),
-            "files": [str(p) for p in written],
-        }
-        Output(as_json=as_json).result(summary, lambda: _panel(summary))
+    image = read_image(source, max_pixels=max_pixels)
+    upscaler = engine.load()
+    explanation = upscaler.explain(image.rgb, options)
+    folder = output_dir or source.with_name(source.stem + "_explain")
+    settings = upscaler.bundle.settings
+    critic_result = explanation.prior.critic
+    findings = findings_in_words(critic_result.report if critic_result else None,
+                                 critic_result.critique if critic_result else None)
+    written = save_explanation(explanation, folder, source.stem, settings.floor, settings.psi_max, findings)
+    weight = explanation.weight
+    summary = {
+        "input": str(source),
+        "findings": findings,
+        "invented": invented_in_words(weight, settings.floor),
+        "critic": critic_result.source if critic_result else None,
+        "report": critic_result.report.to_dict() if critic_result and critic_result.report else None,
+        "critique": critic_result.critique if critic_result else None,
+        "prior_text": explanation.prior.text,
+        "uncertainty_mean": round(explanation.psi.mean().item(), 5),
+        "noise_weight_mean": round(weight.mean().item(), 4),
+        "full_noise_fraction": round((weight >= 0.999).float().mean().item(), 4),
+        "figure": str(written[0]),
+        "files": [str(p) for p in written],
+    }
+    Output(as_json=as_json).result(summary, lambda: _panel(summary))
 
 
 def _panel(summary: dict) -> Panel:

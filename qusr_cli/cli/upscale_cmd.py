@@ -10,9 +10,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -21,10 +19,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from qusr_cli.cli import options as opt
-from qusr_cli.cli.common import one_line_errors
+from qusr_cli.cli.groups import grouped
 from qusr_cli.cli.output import Output
 from qusr_cli.errors import InputError, QusrError
 from qusr_cli.formats import OUTPUT_FORMATS
+from qusr_cli.options import EngineOptions, UpscaleOptions
 from qusr_cli.plan import (DEFAULT_SUFFIX, STDIO, Job, expand_inputs, explain_empty_folder, find_images,
                             make_folders, plan_jobs)
 
@@ -49,25 +48,9 @@ BATCH_EXAMPLES = """Examples:
   qusr batch photos/ -o photos/ --suffix _x4 --overwrite --json"""
 
 
-@dataclass
-class Engine:
-    """How to load the model: the options every upscaling command shares."""
-
-    model: str | None
-    weights: Path | None
-    device: opt.DeviceName
-    dtype: opt.DtypeName
-    threads: int | None
-    critic: opt.CriticKind
-    download: bool
-
-    def load(self, out: Output):
-        with out.status("loading model…"):
-            from qusr_cli.loading import load_upscaler  # here: the engine's import (torch) is slow too
-
-            return load_upscaler(self.model, weights=self.weights, device=self.device.value,
-                                 dtype=self.dtype.value, threads=self.threads, critic=self.critic.value,
-                                 allow_download=self.download)
+def _load(engine: EngineOptions, out: Output):
+    with out.status("loading model…"):  # the engine's import (torch) is part of it
+        return engine.load()
 
 
 @dataclass
@@ -80,100 +63,84 @@ class Row:
     summary: dict | None = None
 
 
+@grouped(engine=opt.ENGINE, options=opt.SAMPLING)
 def upscale(
     sources: Annotated[list[str], typer.Argument(help="Image files, globs (quote them), or - for stdin.",
                                                  show_default=False)],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file (its extension picks the "
                                                 "format; - for PNG on stdout), or a folder for several inputs.")] = None,
-    suffix: opt.Suffix = None, overwrite: opt.Overwrite = False,
-    steps: opt.Steps = 5, scale: opt.Scale = 4.0, seed: opt.Seed = 0,
-    device: opt.Device = opt.DeviceName.auto, dtype: opt.Dtype = opt.DtypeName.auto, tile: opt.Tile = None,
-    color_fix: opt.Color = opt.ColorFix.wavelet, prompt: opt.Prompt = None,
-    prompt_mode: opt.PromptModeOpt = opt.PromptMode.extend, critic: opt.Critic = opt.CriticKind.builtin,
-    candidates: opt.Candidates = 1, select: opt.Select = opt.Selector.niqe,
+    suffix: opt.Suffix = None, overwrite: opt.Overwrite = False, scale: opt.Scale = 4.0,
     heatmaps: Annotated[Path | None, typer.Option(help="Also write the uncertainty/noise-weight maps here.")] = None,
-    model: opt.Model = None, weights: opt.Weights = None, threads: opt.Threads = None,
-    max_pixels: opt.MaxPixels = None, download: opt.Download = True,
-    as_json: opt.Json = False, quiet: opt.Quiet = False,
+    max_pixels: opt.MaxPixels = None, as_json: opt.Json = False, quiet: opt.Quiet = False,
+    *,
+    engine: EngineOptions,
+    options: UpscaleOptions,
 ) -> None:
     """Upscale photos 4x (or --scale). An existing output is left alone unless --overwrite."""
     out = Output(quiet=quiet, as_json=as_json)
-    with one_line_errors():
-        inputs = expand_inputs(sources)
-        if output is not None and len(inputs) > 1:
-            if not output.is_dir() and (output.exists() or output.suffix.lower() in OUTPUT_FORMATS):
-                raise InputError(f"{output}: {len(inputs)} inputs need -o to be a folder, not a file")
-            make_folders([output])
-        jobs = plan_jobs(inputs, output, suffix=suffix, ext=None, overwrite=overwrite)
-        if as_json and any(job.target == STDIO for job in jobs):
-            raise InputError("--json and an image on stdout cannot share it; give -o a file")
-        if len(jobs) == 1 and jobs[0].skip:
-            raise InputError(f"{jobs[0].target}: exists; use --overwrite to replace it")
-        engine = Engine(model, weights, device, dtype, threads, critic, download)
-        options = partial(opt.upscale_options, steps, seed, tile, color_fix, prompt, prompt_mode, candidates)
-        rows, loading = _run(jobs, engine, options, out, scale=scale, max_pixels=max_pixels, heatmaps=heatmaps,
-                             stop_on_error=len(jobs) == 1)
-        if len(rows) == 1:
-            _report_one(rows[0], loading, out, select.value, candidates)
-        elif _summary(rows, loading, out, title="qusr upscale"):
-            raise typer.Exit(1)
+    inputs = expand_inputs(sources)
+    if output is not None and len(inputs) > 1:
+        if not output.is_dir() and (output.exists() or output.suffix.lower() in OUTPUT_FORMATS):
+            raise InputError(f"{output}: {len(inputs)} inputs need -o to be a folder, not a file")
+        make_folders([output])
+    jobs = plan_jobs(inputs, output, suffix=suffix, ext=None, overwrite=overwrite)
+    if as_json and any(job.target == STDIO for job in jobs):
+        raise InputError("--json and an image on stdout cannot share it; give -o a file")
+    if len(jobs) == 1 and jobs[0].skip:
+        raise InputError(f"{jobs[0].target}: exists; use --overwrite to replace it")
+    rows, loading = _run(jobs, engine, options, out, scale=scale, max_pixels=max_pixels, heatmaps=heatmaps,
+                         stop_on_error=len(jobs) == 1)
+    if len(rows) == 1:
+        _report_one(rows[0], loading, out, options)
+    elif _summary(rows, loading, out, title="qusr upscale"):
+        raise typer.Exit(1)
 
 
+@grouped(engine=opt.ENGINE, options=opt.SAMPLING)
 def batch(
     folder: Annotated[Path, typer.Argument(help="Folder of images.", show_default=False)],
     output_dir: Annotated[Path | None, typer.Option("-o", "--output-dir", help="Where outputs go (default: FOLDER_qusr).")] = None,
     recursive: Annotated[bool, typer.Option(help="Include subfolders (their layout is kept).")] = False,
     ext: Annotated[str, typer.Option(help="Output format extension.")] = "png",
-    suffix: opt.Suffix = None, overwrite: opt.Overwrite = False,
-    steps: opt.Steps = 5, scale: opt.Scale = 4.0, seed: opt.Seed = 0,
-    device: opt.Device = opt.DeviceName.auto, dtype: opt.Dtype = opt.DtypeName.auto, tile: opt.Tile = None,
-    color_fix: opt.Color = opt.ColorFix.wavelet, prompt: opt.Prompt = None,
-    prompt_mode: opt.PromptModeOpt = opt.PromptMode.extend, critic: opt.Critic = opt.CriticKind.builtin,
-    candidates: opt.Candidates = 1, select: opt.Select = opt.Selector.niqe,
+    suffix: opt.Suffix = None, overwrite: opt.Overwrite = False, scale: opt.Scale = 4.0,
     heatmaps: Annotated[Path | None, typer.Option(help="Also write each photo's uncertainty/noise-weight maps here.")] = None,
-    model: opt.Model = None, weights: opt.Weights = None, threads: opt.Threads = None,
-    max_pixels: opt.MaxPixels = None, download: opt.Download = True,
-    as_json: opt.Json = False, quiet: opt.Quiet = False,
+    max_pixels: opt.MaxPixels = None, as_json: opt.Json = False, quiet: opt.Quiet = False,
+    *,
+    engine: EngineOptions,
+    options: UpscaleOptions,
 ) -> None:
     """Upscale every image in a folder; one bad file does not stop the rest (exit 1 if any failed)."""
     out = Output(quiet=quiet, as_json=as_json)
-    with one_line_errors():
-        if not folder.is_dir():
-            raise InputError(f"{folder}: not a folder")
-        output_dir = output_dir or folder.with_name(folder.name + "_qusr")
-        in_place = output_dir.resolve() == folder.resolve()
-        if in_place and not suffix:
-            suffix = DEFAULT_SUFFIX  # outputs beside their inputs need names of their own
-        sources = find_images(folder, recursive, output_dir.resolve())
-        if in_place:  # earlier outputs are not inputs
-            sources = [s for s in sources if not s.stem.endswith(suffix)]
-        if not sources:
-            raise InputError(explain_empty_folder(folder, recursive))
-        jobs = plan_jobs(sources, output_dir, suffix=suffix, ext=ext, overwrite=overwrite, base=folder)
-        make_folders(sorted({job.target.parent for job in jobs if not job.skip}))
-        engine = Engine(model, weights, device, dtype, threads, critic, download)
-        options = partial(opt.upscale_options, steps, seed, tile, color_fix, prompt, prompt_mode, candidates)
-        rows, loading = _run(jobs, engine, options, out, scale=scale, max_pixels=max_pixels, heatmaps=heatmaps,
-                             stop_on_error=False, base=folder)
-        if _summary(rows, loading, out, title=f"qusr batch: {folder} -> {output_dir}"):
-            raise typer.Exit(1)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder")
+    output_dir = output_dir or folder.with_name(folder.name + "_qusr")
+    in_place = output_dir.resolve() == folder.resolve()
+    if in_place and not suffix:
+        suffix = DEFAULT_SUFFIX  # outputs beside their inputs need names of their own
+    sources = find_images(folder, recursive, output_dir.resolve())
+    if in_place:  # earlier outputs are not inputs
+        sources = [s for s in sources if not s.stem.endswith(suffix)]
+    if not sources:
+        raise InputError(explain_empty_folder(folder, recursive))
+    jobs = plan_jobs(sources, output_dir, suffix=suffix, ext=ext, overwrite=overwrite, base=folder)
+    make_folders(sorted({job.target.parent for job in jobs if not job.skip}))
+    rows, loading = _run(jobs, engine, options, out, scale=scale, max_pixels=max_pixels, heatmaps=heatmaps,
+                         stop_on_error=False, base=folder)
+    if _summary(rows, loading, out, title=f"qusr batch: {folder} -> {output_dir}"):
+        raise typer.Exit(1)
 
 
-def _run(jobs: list[Job], engine: Engine, make_options: Callable, out: Output, *, scale: float,
+def _run(jobs: list[Job], engine: EngineOptions, options: UpscaleOptions, out: Output, *, scale: float,
          max_pixels: int | None, heatmaps: Path | None, stop_on_error: bool,
          base: Path | None = None) -> tuple[list[Row], float]:
-    """Load once, then upscale each job; returns the rows and the seconds spent loading (imports included).
-
-    ``make_options()`` builds the UpscaleOptions once the engine is imported (it lives there).
-    """
+    """Load once, then upscale each job; returns the rows and the seconds spent loading (imports included)."""
     rows = [Row(job.source, "skipped", job.skip, job.target) for job in jobs if job.skip]
     todo = [job for job in jobs if not job.skip]
     if not todo:
         return rows, 0.0
     started = time.perf_counter()
-    upscaler = engine.load(out)
+    upscaler = _load(engine, out)
     loading = time.perf_counter() - started
-    options = make_options()
     encoder = upscaler.text_encoder
     with out.progress() as bar:
         files = bar.add_task("files", total=len(todo)) if len(todo) > 1 else None
@@ -206,7 +173,7 @@ def _run(jobs: list[Job], engine: Engine, make_options: Callable, out: Output, *
     return rows, loading
 
 
-def _upscale_job(upscaler, job: Job, options, scale: float, max_pixels: int | None, progress):
+def _upscale_job(upscaler, job: Job, options: UpscaleOptions, scale: float, max_pixels: int | None, progress):
     from qusr_cli.files import upscale_file
 
     with tempfile.TemporaryDirectory(prefix="qusr-stdio-") as scratch:
@@ -247,14 +214,15 @@ def _file_summary(done, job: Job, options) -> dict:
             "candidate_scores": result.candidate_scores or None}
 
 
-def _report_one(row: Row, loading: float, out: Output, select: str, candidates: int) -> None:
+def _report_one(row: Row, loading: float, out: Output, options: UpscaleOptions) -> None:
     summary = row.summary
     summary.update(seconds=round(loading + row.seconds, 3), loading_seconds=round(loading, 3),
                    work_seconds=round(row.seconds, 3))
     if summary["candidate_scores"]:
+        select = options.select
         summary["candidate_scores"] = {select: summary["candidate_scores"]}
         scores = ", ".join(f"{s:.2f}" for s in summary["candidate_scores"][select])
-        out.note(f"{select} of the {candidates} candidates: {scores}; kept seed {summary['chosen_seed']}")
+        out.note(f"{select} of the {options.candidates} candidates: {scores}; kept seed {summary['chosen_seed']}")
     out.result(summary)
     written = "PNG to standard output" if summary["output"] == "-" else summary["output"]
     out.note(f"wrote {written} ({row.detail}) in {loading + row.seconds:.1f} s: "

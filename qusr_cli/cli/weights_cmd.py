@@ -1,7 +1,7 @@
 """`qusr weights ...`: list, download and check the checkpoint files of the registered models.
 
-Errors: each command ends a QusrError itself through the shared `one_line_errors` (one stderr line,
-the error's exit code), so the sub-app behaves the same mounted under `qusr` or run on its own.
+Errors: the sub-app is a `command_group`, so a QusrError ends a command as one stderr line with the
+error's exit code, whether it is mounted under `qusr` or run on its own.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from qusr_cli.cli import options as opt
-from qusr_cli.cli.common import HELP_OPTIONS, one_line_errors
+from qusr_cli.cli.common import command_group
 from qusr_cli.cli.options import Weights
 from qusr_cli.cli.output import Output
 from qusr_cli.errors import WeightsError
@@ -32,10 +32,9 @@ from qusr_cli.weights import (
 )
 from qusr_cli.weights.registry import PACKAGE_DIR
 
-weights_app = typer.Typer(help="List, download and check the model files qusr uses.", no_args_is_help=True,
-                          context_settings=HELP_OPTIONS,
-                          epilog="Examples:\n\n  qusr weights list\n\n  qusr weights pull qusr-small\n\n"
-                                 "  qusr weights verify --strict")
+weights_app = command_group(help="List, download and check the model files qusr uses.",
+                            epilog="Examples:\n\n  qusr weights list\n\n  qusr weights pull qusr-small\n\n"
+                                   "  qusr weights verify --strict")
 
 
 def _component_source(spec: ComponentSpec) -> str:
@@ -55,33 +54,32 @@ def _folder_source(entry: FolderSpec) -> str:
                                     "--weights my-weights.toml")
 def list_models(weights: Weights = None, as_json: opt.Json = False) -> None:
     """Show each model's files, where they come from and whether they are on this machine."""
-    with one_line_errors():
-        registry = load_registry(weights)
-        rows = []
-        for model in registry.models.values():
-            for spec in model.components.values():
-                rows.append({"model": model.name, "default": model.name == registry.default, "component": spec.name,
-                             "source": _component_source(spec), "size": spec.size,
-                             "present": locate_component(spec) is not None})
-            for role, entry in (("text encoder", model.text_encoder), ("mllm", model.mllm)):
-                if entry is not None:
-                    rows.append({"model": model.name, "default": model.name == registry.default,
-                                 "component": f"{role} {entry.name}", "source": _folder_source(entry), "size": None,
-                                 "present": local_model_folder(entry) is not None})
+    registry = load_registry(weights)
+    rows = []
+    for model in registry.models.values():
+        for spec in model.components.values():
+            rows.append({"model": model.name, "default": model.name == registry.default, "component": spec.name,
+                         "source": _component_source(spec), "size": spec.size,
+                         "present": locate_component(spec) is not None})
+        for role, entry in (("text encoder", model.text_encoder), ("mllm", model.mllm)):
+            if entry is not None:
+                rows.append({"model": model.name, "default": model.name == registry.default,
+                             "component": f"{role} {entry.name}", "source": _folder_source(entry), "size": None,
+                             "present": local_model_folder(entry) is not None})
 
-        def table() -> Table:
-            shown = Table(title=escape(f"Models in {registry.source}"))
-            for column in ("model", "component", "source", "size", "local"):
-                shown.add_column(column, no_wrap=column != "source")
-            previous = None
-            for row in rows:
-                name = "" if row["model"] == previous else row["model"] + (" (default)" if row["default"] else "")
-                previous = row["model"]
-                size = "-" if row["size"] is None else decimal(row["size"])
-                _add_row(shown, name, row["component"], row["source"], size, _yes_no(row["present"]))
-            return shown
+    def table() -> Table:
+        shown = Table(title=escape(f"Models in {registry.source}"))
+        for column in ("model", "component", "source", "size", "local"):
+            shown.add_column(column, no_wrap=column != "source")
+        previous = None
+        for row in rows:
+            name = "" if row["model"] == previous else row["model"] + (" (default)" if row["default"] else "")
+            previous = row["model"]
+            size = "-" if row["size"] is None else decimal(row["size"])
+            _add_row(shown, name, row["component"], row["source"], size, _yes_no(row["present"]))
+        return shown
 
-        Output(as_json=as_json).result({"weights_list": str(registry.source), "files": rows}, table)
+    Output(as_json=as_json).result({"weights_list": str(registry.source), "files": rows}, table)
 
 
 def _yes_no(flag: bool) -> str:
@@ -100,19 +98,18 @@ def pull(
     weights: Weights = None,
 ) -> None:
     """Download the model's files that are not on this machine yet, and check every one."""
-    with one_line_errors():
-        model = load_registry(weights).model(name)
-        for spec in model.components.values():
-            typer.echo(f"{spec.label}: {spec.source}", err=True)
-            path = resolve_component(spec, allow_download=True)
-            typer.echo(f"  verified {path}", err=True)
-        folders = [model.text_encoder, model.mllm if mllm else None]
-        for entry in filter(None, folders):
-            typer.echo(f"{entry.label}: {entry.source}", err=True)
-            folder = resolve_model_folder(entry, allow_download=True)
-            # The snapshot folder is named after the commit actually fetched: what to pin a branch to.
-            typer.echo(f"  ready {folder}", err=True)
-        typer.echo(f"{model.name}: all files present", err=True)
+    model = load_registry(weights).model(name)
+    for spec in model.components.values():
+        typer.echo(f"{spec.label}: {spec.source}", err=True)
+        path = resolve_component(spec, allow_download=True)
+        typer.echo(f"  verified {path}", err=True)
+    folders = [model.text_encoder, model.mllm if mllm else None]
+    for entry in filter(None, folders):
+        typer.echo(f"{entry.label}: {entry.source}", err=True)
+        folder = resolve_model_folder(entry, allow_download=True)
+        # The snapshot folder is named after the commit actually fetched: what to pin a branch to.
+        typer.echo(f"  ready {folder}", err=True)
+    typer.echo(f"{model.name}: all files present", err=True)
 
 
 @weights_app.command(epilog="Examples:\n\n  qusr weights verify\n\n  qusr weights verify qusr-small --strict")
@@ -122,29 +119,28 @@ def verify(
     weights: Weights = None,
 ) -> None:
     """Check the size and sha256 of every model file on this machine; exit 1 on any mismatch."""
-    with one_line_errors():
-        registry = load_registry(weights)
-        models = [registry.model(name)] if name else list(registry.models.values())
-        table = Table(title=escape(f"Models in {registry.source}"))
-        for column in ("model", "component", "file", "status"):
-            table.add_column(column, no_wrap=column != "file")
-        problems: list[str] = []
-        missing = 0
-        for model in models:
-            for spec in model.components.values():
-                path = locate_component(spec)
-                if path is None:
-                    missing += 1
-                    _add_row(table, model.name, spec.name, spec.source, "missing")
-                    continue
-                try:
-                    verify_component(spec, path)
-                except WeightsError as exc:
-                    problems.append(str(exc))
-                    _add_row(table, model.name, spec.name, str(path), "MISMATCH")
-                else:
-                    _add_row(table, model.name, spec.name, str(path), "ok")
-        Console().print(table)
+    registry = load_registry(weights)
+    models = [registry.model(name)] if name else list(registry.models.values())
+    table = Table(title=escape(f"Models in {registry.source}"))
+    for column in ("model", "component", "file", "status"):
+        table.add_column(column, no_wrap=column != "file")
+    problems: list[str] = []
+    missing = 0
+    for model in models:
+        for spec in model.components.values():
+            path = locate_component(spec)
+            if path is None:
+                missing += 1
+                _add_row(table, model.name, spec.name, spec.source, "missing")
+                continue
+            try:
+                verify_component(spec, path)
+            except WeightsError as exc:
+                problems.append(str(exc))
+                _add_row(table, model.name, spec.name, str(path), "MISMATCH")
+            else:
+                _add_row(table, model.name, spec.name, str(path), "ok")
+    Console().print(table)
     for problem in problems:
         typer.echo(f"qusr: error: {problem}", err=True)
     if problems or (strict and missing):
@@ -161,6 +157,5 @@ def import_ncnn(
     """Convert Real-ESRGAN x4plus from ncnn files into qusr's RRDBNet safetensors (an aux checkpoint)."""
     from qusr_cli.weights.import_ncnn import import_ncnn_main
 
-    with one_line_errors():
-        written = import_ncnn_main(param, bin_file, out)
-        typer.echo(f"wrote {written}")
+    written = import_ncnn_main(param, bin_file, out)
+    typer.echo(f"wrote {written}")

@@ -12,31 +12,29 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
+from qusr_cli.degradations import LIGHT, DegradationConfig, degrade
+from qusr_cli.eval_sets import list_images as image_files
+from qusr_cli.imageio import IMAGE_SUFFIXES, read_rgb8
 from qusr_cli.prior.builtin_critic import luma
-from qusr_cli.train.degradations import LIGHT, DegradationConfig, degrade
 
 DETAIL_TRIES = 8
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 
 def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"training data folder {folder} does not exist")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(folder)
     if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
     return files
 
 
 def load_rgb(path: str | Path) -> torch.Tensor:
     """(3, H, W) uint8 tensor."""
-    with Image.open(path) as image:
-        array = np.asarray(image.convert("RGB"))
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+    return torch.from_numpy(read_rgb8(path).copy()).permute(2, 0, 1)
 
 
 def augment(crop: torch.Tensor, code: int) -> torch.Tensor:
@@ -110,6 +108,12 @@ class DegradedCrops(Dataset):
         # Samples are generated, not stored; the index only seeds them.
         return 2 ** 62
 
+    def describe(self) -> dict:
+        """What the samples are: the fields of the header's ``TrainingData`` besides data and crop."""
+        return {"images": len(self.images), "hr_scales": list(self.hr_scales), "min_detail": self.min_detail,
+                "degradation": self.config.as_dict(), "light_share": self.light_share,
+                "light_degradation": self.light_config.as_dict()}
+
     def draw_crop(self, rng: np.random.Generator) -> torch.Tensor:
         levels = self.levels[int(rng.integers(len(self.images)))]
         # With one scale no draw is made, so runs from before ``hr_scales`` existed draw the same samples.
@@ -153,10 +157,15 @@ class FromIndex(Sampler[int]):
 
 
 def make_loader(dataset: Dataset, batch: int, start_step: int, steps: int, num_workers: int) -> DataLoader:
-    """Batches for steps start_step … steps−1."""
+    """Batches for steps start_step … steps−1.
+
+    The loader gets a generator of its own: an iterator draws its workers' base seed from it, and
+    drawing from the global RNG instead would shift every later draw of a resumed run by one (the
+    samples themselves are seeded by their index and need no seed from the loader).
+    """
     return DataLoader(dataset, batch_size=batch, sampler=FromIndex(start_step * batch, steps * batch),
                       num_workers=num_workers, persistent_workers=False,
-                      prefetch_factor=4 if num_workers else None)
+                      prefetch_factor=4 if num_workers else None, generator=torch.Generator().manual_seed(0))
 
 
 def fixed_batch(dataset: Dataset, indices: range | list[int]) -> dict:
