@@ -123,6 +123,8 @@ class Upscaler:
             on_step()
             return maps.aux.clamp(0, 1).cpu()
         scheduler = self.bundle.settings.scheduler()
+        if options.detail is not None:
+            scheduler = scheduler.with_detail(options.detail)
         scheduler.set_timesteps(options.steps)
         with self._autocast():
             sample = denoise(self.bundle.denoiser, scheduler, maps, fields, tile.top * self.scale,
@@ -149,6 +151,8 @@ class Upscaler:
         """
         if not 1 <= options.steps <= 50:
             raise ValueError(f"steps must be between 1 and 50, not {options.steps}")
+        if options.detail is not None and not 0.0 <= options.detail <= 1.0:
+            raise ValueError(f"detail must lie in [0, 1], not {options.detail}")
         if options.candidates < 1:
             raise ValueError(f"candidates must be at least 1, not {options.candidates}")
         if options.select not in SELECTORS:

@@ -287,3 +287,16 @@ def test_candidates_reported_in_json(tmp_path):
     scores = summary["candidate_scores"]["niqe"]
     assert len(scores) == 2
     assert summary["chosen_seed"] == 5 + scores.index(min(scores))
+
+
+def test_detail_option_is_passed_to_the_sampler_and_bounded(tmp_path):
+    source = photo(tmp_path / "in.png")
+    outputs = {}
+    for detail in ("0", "1"):
+        result = invoke("upscale", str(source), "-o", str(tmp_path / f"d{detail}.png"), "--steps", "3",
+                        "--detail", detail)
+        assert result.exit_code == 0, result.output
+        outputs[detail] = np.asarray(Image.open(tmp_path / f"d{detail}.png"))
+    assert not np.array_equal(outputs["0"], outputs["1"])
+    refused = invoke("upscale", str(source), "-o", str(tmp_path / "x.png"), "--detail", "1.5")
+    assert refused.exit_code == 2 and "--detail" in refused.output and not (tmp_path / "x.png").exists()

@@ -205,3 +205,16 @@ def test_a_bundle_whose_nets_disagree_on_the_scale_is_refused(tmp_path):
     save_checkpoint(files["aux"], CompactSR(num_feat=4, num_conv=1, scale=2), role="aux")
     with pytest.raises(WeightsError, match="upscales 2x but its denoiser 4x"):
         load_bundle("mixed", files)
+
+
+def test_detail_dials_between_the_posterior_mean_and_full_noise(upscaler):
+    lr = _photo(16, 16)
+    sample = lambda **kw: upscaler.upscale(lr, UpscaleOptions(steps=3, seed=1, **kw)).image  # noqa: E731
+    header = upscaler.bundle.settings.scheduler().noise_scale
+    assert torch.equal(sample(), sample(detail=header))  # no --detail: the checkpoint's own sampler
+    faithful, inventive = sample(detail=0.0), sample(detail=1.0)
+    # the same seed: only the drawn posterior noise differs, and more of it moves the result further
+    assert not torch.equal(faithful, inventive)
+    assert float((sample(detail=0.5) - faithful).abs().mean()) < float((inventive - faithful).abs().mean())
+    with pytest.raises(ValueError, match="detail"):
+        sample(detail=1.5)

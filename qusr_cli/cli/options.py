@@ -98,6 +98,9 @@ SAMPLING = OptionGroup(UpscaleOptions, {
         min=1, max=16, help="Best of N: draw N samples, keep the one --select likes most.")], 1),
     "select": (Annotated[Selector, typer.Option(help="No-reference score that picks among --candidates.")],
                Selector.niqe),
+    "detail": (Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="Fidelity (0) to invented detail (1): the sampler's posterior noise. "
+                               "Default: the model's own setting.")], None),
 }, panel="Sampling")
 
 
