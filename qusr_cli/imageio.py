@@ -41,7 +41,6 @@ from qusr_cli.formats import (
     ALPHA_FORMATS,
     IMAGE_SUFFIXES,  # noqa: F401  (re-exported: readers of folders import it from here)
     METADATA_FORMATS,
-    OUTPUT_FORMATS,
     SIXTEEN_BIT_FORMATS,
     needs_plugin,
     output_format,
