@@ -183,6 +183,21 @@ def test_unwritable_extension_is_refused_before_the_model_loads(tmp_path, monkey
 
 # ---- progress, timing, heatmaps, batch summary --------------------------------------------------------------
 
+def test_a_terminal_sees_loading_then_every_step_with_an_eta(tmp_path):
+    """On a terminal (rich's TTY_COMPATIBLE stands in for one): a loading status, then a step bar with an ETA."""
+    import os
+    import re
+
+    source = photo(tmp_path / "in.png")
+    env = {**os.environ, "TTY_COMPATIBLE": "1", "COLUMNS": "120"}
+    done = subprocess.run([sys.executable, "-m", "qusr_cli.cli", "upscale", str(source), "-o", str(tmp_path / "o.png"),
+                           "--steps", "3", "--critic", "none"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", done.stderr)
+    assert "loading model" in screen and "upscaling in.png" in screen
+    assert re.search(r"3/3 \S+ eta", screen), screen[-500:]  # one tile, still counted step by step
+
+
 def test_reported_time_splits_loading_and_work(tmp_path):
     source = photo(tmp_path / "in.png")
     result = ok(invoke("upscale", str(source), "-o", str(tmp_path / "o.png"), "--steps", "1", "--json"))

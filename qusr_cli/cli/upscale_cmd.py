@@ -152,9 +152,11 @@ def _run(jobs: list[Job], engine: EngineOptions, options: UpscaleOptions, out: O
             encoder_before = getattr(encoder, "load_seconds", 0.0)
             started = time.perf_counter()
             try:
+                # refresh=True draws every step at once: a step takes far longer than a redraw
                 done = _upscale_job(upscaler, job, options, scale, max_pixels,
                                     lambda n, total, steps=steps, name=name: bar.update(
-                                        steps, completed=n, total=total, description=f"upscaling {name}"))
+                                        steps, completed=n, total=total, description=f"upscaling {name}",
+                                        refresh=True))
             except QusrError as exc:
                 if stop_on_error:
                     raise
