@@ -126,7 +126,17 @@ def invented_in_words(weight: torch.Tensor, floor: float) -> str:
             f"the other {1 - full - some:.1%} gets the least noise and stays close to the photo.")
 
 
-def render_figure(explanation, floor: float, name: str, findings: str) -> Image.Image:
+PLAIN_SR_WORDS = "This model is a plain SR net: its output is g(y), and no diffusion invents detail on top of it."
+
+
+def explanation_in_words(explanation, floor: float, plain_sr: bool = False) -> tuple[str, str]:
+    """What the critic found, and how much of the picture gets invented detail: two plain sentences."""
+    critic = explanation.prior.critic
+    findings = findings_in_words(critic.report if critic else None, critic.critique if critic else None)
+    return findings, PLAIN_SR_WORDS if plain_sr else invented_in_words(explanation.weight, floor)
+
+
+def render_figure(explanation, floor: float, name: str, words: tuple[str, str]) -> Image.Image:
     """Photo | where detail will be invented (with its colour bar) | g(y), captioned, under a header."""
     up, aux = explanation.up, explanation.aux
     height, width = up.shape[-2:]
@@ -144,7 +154,7 @@ def render_figure(explanation, floor: float, name: str, findings: str) -> Image.
     ]
     title_font, text_font, small_font = _font(18), _font(14), _font(12)
     wrap = max(20, size[0] // 7)
-    header = [f"qusr explain: {name}", findings, invented_in_words(explanation.weight, floor)]
+    header = [f"qusr explain: {name}", *words]
     header_lines = [header[0]] + [line for text in header[1:] for line in textwrap.wrap(text, 3 * wrap)]
     caption_lines = max(1 + len(textwrap.wrap(note, wrap)) for _, _, note in panels)
     header_height = 12 + 24 + 19 * (len(header_lines) - 1) + 8
@@ -200,14 +210,14 @@ def _to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 def save_explanation(explanation, folder: Path, stem: str, floor: float, psi_max: float,
-                     findings: str = "") -> list[Path]:
+                     words: tuple[str, str]) -> list[Path]:
     """Write the figure (``*_explain.png``) and, for tools, ψ and w heatmaps, the overlay and g(y); returns paths.
 
     Texts drawn into images stay in ASCII: Pillow's built-in font has no Greek letters.
     """
     folder.mkdir(parents=True, exist_ok=True)
     pictures = {
-        "explain": render_figure(explanation, floor, stem, findings),
+        "explain": render_figure(explanation, floor, stem, words),
         "uncertainty": render_heatmap(explanation.psi, 0.0, psi_max, "uncertainty psi", "|g(y) - up(y)| / 2",
                                       clipped_above=True),
         "noise_weight": render_heatmap(explanation.weight, floor, 1.0, "noise weight w", f"floor b = {floor:g}"),

@@ -253,6 +253,9 @@ def test_a_plain_sr_model_runs_without_a_denoiser(tmp_path):
     assert summary["output_size"] == [96, 80] and summary["prior"] is None
     assert "--candidates" in error_line(invoke("upscale", str(source), "-o", str(tmp_path / "c.png"),
                                                "--weights", str(folder), "--candidates", "2"))
+    explained = json.loads(ok(invoke("explain", str(source), "-o", str(tmp_path / "e"), "--weights", str(folder),
+                                     "--json")).stdout)
+    assert "plain SR net" in explained["invented"] and explained["critic"] is None
 
 
 def test_version_and_help_do_not_import_torch():

@@ -39,7 +39,7 @@ def explain(
     Writes NAME_explain.png (the photo, where detail will be invented, and g(y), captioned, with a colour
     bar) and, for tools, the separate maps: uncertainty, noise weight, overlay and g(y) (aux).
     """
-    from qusr_cli.heatmaps import findings_in_words, invented_in_words, save_explanation
+    from qusr_cli.heatmaps import explanation_in_words, save_explanation
     from qusr_cli.imageio import read_image
 
     image = read_image(source, max_pixels=max_pixels)
@@ -48,14 +48,14 @@ def explain(
     folder = output_dir or source.with_name(source.stem + "_explain")
     settings = upscaler.bundle.settings
     critic_result = explanation.prior.critic
-    findings = findings_in_words(critic_result.report if critic_result else None,
-                                 critic_result.critique if critic_result else None)
-    written = save_explanation(explanation, folder, source.stem, settings.floor, settings.psi_max, findings)
+    findings, invented = explanation_in_words(explanation, settings.floor, upscaler.plain_sr)
+    written = save_explanation(explanation, folder, source.stem, settings.floor, settings.psi_max,
+                               (findings, invented))
     weight = explanation.weight
     summary = {
         "input": str(source),
         "findings": findings,
-        "invented": invented_in_words(weight, settings.floor),
+        "invented": invented,
         "critic": critic_result.source if critic_result else None,
         "report": critic_result.report.to_dict() if critic_result and critic_result.report else None,
         "critique": critic_result.critique if critic_result else None,

@@ -194,15 +194,14 @@ def _upscale_job(upscaler, job: Job, options: UpscaleOptions, scale: float, max_
 
 
 def _write_heatmaps(upscaler, done, options, folder: Path, job: Job, base: Path | None, out: Output) -> list[str]:
-    from qusr_cli.heatmaps import findings_in_words, save_explanation
+    from qusr_cli.heatmaps import explanation_in_words, save_explanation
 
     stem = "stdin" if job.source == STDIO else (
         job.source.relative_to(base).with_suffix("").as_posix().replace("/", "_") if base else job.source.stem)
     explanation = upscaler.explain(done.lr, options, prior=done.result.prior)
     settings = upscaler.bundle.settings
-    critic = explanation.prior.critic
-    findings = findings_in_words(critic.report if critic else None, critic.critique if critic else None)
-    written = save_explanation(explanation, folder, stem, settings.floor, settings.psi_max, findings)
+    words = explanation_in_words(explanation, settings.floor, upscaler.plain_sr)
+    written = save_explanation(explanation, folder, stem, settings.floor, settings.psi_max, words)
     out.note(f"heatmaps: wrote {', '.join(str(p) for p in written)}")
     return [str(p) for p in written]
 
