@@ -7,12 +7,12 @@ Each command writes ``<out>/<role>.safetensors`` (EMA weights, fp16, loadable by
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -77,17 +77,27 @@ def _crops(data: Path, **options) -> DegradedCrops:
         return DegradedCrops(data, **options)
 
 
+def _unless_missing(what: str, load: Callable[[], Any]) -> Any:
+    """``load()``, or None with a line saying why when its set is not on this machine."""
+    try:
+        return load()
+    except InputError as exc:
+        typer.echo(f"qusr: no {what}: {exc}", err=True)
+        return None
+
+
 def _pairs(val_dir: str, val_every: int):
     """The validation pairs, or None when validation is off or the set is not on this machine."""
     from qusr_cli.train.validate import load_pairs
 
-    if not val_every:
-        return None
-    try:
-        return load_pairs(val_dir)
-    except InputError as exc:
-        typer.echo(f"qusr: no validation: {exc}", err=True)
-        return None
+    return _unless_missing("validation", lambda: load_pairs(val_dir)) if val_every else None
+
+
+def _niqe_crops(spec: str, count: int):
+    """Centre crops of a no-reference set for NIQE validation, or None when off or not on this machine."""
+    from qusr_cli.train.validate import load_centre_crops
+
+    return _unless_missing("NIQE validation", lambda: load_centre_crops(spec, count)) if count else None
 
 
 def _train(task, dataset, data: Path, out: Path, crop: int, config: LoopConfig, resume: bool,
@@ -238,7 +248,12 @@ def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig,
                      = 1e-4,
                      procedural_share: Annotated[float, typer.Option(
                          "--procedural-share", min=0.0, max=1.0, help="Share of dead-leaves crops among the photos'.")]
-                     = 0.0) -> None:
+                     = 0.0,
+                     niqe_set: Annotated[str, typer.Option(
+                         "--niqe-set", help="Real photos whose LR centre crops validation scores by NIQE "
+                                            "(a set name or folder).")] = "realset65",
+                     niqe_crops: Annotated[int, typer.Option(
+                         "--niqe-crops", min=0, help="How many of them (0: no NIQE validation).")] = 8) -> None:
     """Residual-shift denoiser, with the frozen aux net g and critique priors.
 
     Example: qusr train denoiser --data ../shared/data/train --aux runs/aux/aux.safetensors --out runs/den
@@ -286,6 +301,7 @@ def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig,
                             residual_base=residual_base.value, fft_weight=fft_weight,
                             **({} if aux_error is None else {"aux_error": aux_error}), null_prob=null_prob,
                             critic_prob=critic_prob, val_pairs=_pairs(val_dir, config.val_every),
+                            niqe_crops=_niqe_crops(niqe_set, niqe_crops if config.val_every else 0),
                             noise_scale=noise_scale, last_noise_scale=last_noise_scale,
                             teacher_weight=teacher_weight, feature_weight=feature_weight, gan_weight=gan_weight,
                             discriminator_width=disc_width, discriminator_lr=disc_lr, **arch_config)

@@ -81,6 +81,27 @@ def load_pairs(spec: str | Path = DEFAULT_VAL_SET, limit: int | None = None) -> 
                      [i.lr.name for i in found.images])
 
 
+def load_centre_crops(spec: str | Path, limit: int = 8, side: int = 64) -> torch.Tensor:
+    """(N, 3, side, side) in [0, 1]: the centre of each of the first ``limit`` LR images of a set.
+
+    Training's no-reference check: real photos (RealSet65) have no ground truth and many sizes, and
+    scoring whole photos at every validation would cost minutes on a CPU; fixed centre crops make
+    each validation one comparable point of a NIQE-against-training-time curve.
+    """
+    found = load_set(str(spec), limit)
+    crops = []
+    for image in found.images:
+        pixels = load_rgb(image.lr)
+        height, width = pixels.shape[-2:]
+        if min(height, width) < side:
+            continue
+        top, left = (height - side) // 2, (width - side) // 2
+        crops.append(pixels[:, top:top + side, left:left + side])
+    if not crops:
+        raise InputError(f"{found.root}: no image of at least {side}x{side} pixels")
+    return torch.stack(crops).float() / 255.0
+
+
 def mean_niqe(output: torch.Tensor, border: int = 4) -> float:
     """qusr_cli.metrics.niqe_score (lower is better) of each 8-bit image, averaged over the batch."""
     return statistics.fmean(metrics.niqe_score(_quantised(o)[None], crop_border=border) for o in output)
