@@ -47,6 +47,9 @@ DataOpt = Annotated[Path, typer.Option("--data", help="Folder of clean HR photos
 OutOpt = Annotated[Path, typer.Option("--out", help="Run folder: checkpoint, log.jsonl, resume state.")]
 CropOpt = Annotated[int, typer.Option("--crop", min=16, help="HR crop size (multiple of 4; LR is crop/4).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from <out>/resume if present.")]
+InitOpt = Annotated[Path | None, typer.Option(
+    "--init", help="Start from this checkpoint's weights when <out>/resume holds no state (same architecture): "
+                   "a lost run folder restarts from the last kept weights.")]
 ValDirOpt = Annotated[str, typer.Option(
     "--val-dir", help="Paired lq/ gt/ set for validation: a folder, or a set name under ../shared/data/eval/.")]
 MaxImagesOpt = Annotated[int, typer.Option("--max-images", min=0, help="Use only the first N photos (0: all).")]
@@ -101,14 +104,15 @@ def _niqe_crops(spec: str, count: int):
 
 
 def _train(task, dataset, data: Path, out: Path, crop: int, config: LoopConfig, resume: bool,
-           extra: dict | None = None) -> None:
+           extra: dict | None = None, init: Path | None = None) -> None:
     from qusr_cli.train.dataset import make_loader
     from qusr_cli.train.loop import train
     from qusr_cli.weights.header import TrainingData
 
     record = TrainingData(data=str(data), crop=crop, **dataset.describe())
+    initialised = {"initialised_from": str(init)} if init is not None else {}
     path = train(task, lambda start: make_loader(dataset, config.batch, start, config.steps, config.num_workers),
-                 config, out, resume=resume, info={**record.to_info(), **(extra or {})})
+                 config, out, resume=resume, info={**record.to_info(), **initialised, **(extra or {})}, init=init)
     typer.echo(str(path))
 
 
@@ -116,6 +120,7 @@ def _train(task, dataset, data: Path, out: Path, crop: int, config: LoopConfig, 
                                  "  qusr train aux --data photos/ --out runs/aux --device cuda --batch 64")
 @grouped(config=opt.LOOP.with_defaults(steps=2000, batch=16, lr=5e-4, val_every=500, warmup=100))
 def aux_command(data: DataOpt, out: OutOpt, config: LoopConfig, crop: CropOpt = 256, resume: ResumeOpt = True,
+                init: InitOpt = None,
                 val_dir: ValDirOpt = DEFAULT_VAL_SET, max_images: MaxImagesOpt = 0,
                 hr_scales: HrScalesOpt = "1,0.7,0.5,0.35", min_detail: MinDetailOpt = 6.0,
                 light_share: LightShareOpt = 0.0,
@@ -134,7 +139,7 @@ def aux_command(data: DataOpt, out: OutOpt, config: LoopConfig, crop: CropOpt = 
     dataset = _crops(data, crop=crop, seed=config.seed, images=slice(max_images or None),
                      hr_scales=tuple(parse_numbers(hr_scales, "--hr-scales", float)), min_detail=min_detail,
                      light_share=light_share)
-    _train(task, dataset, data, out, crop, config, resume)
+    _train(task, dataset, data, out, crop, config, resume, init=init)
 
 
 @train_app.command("critic", epilog="Examples:\n\n  qusr train critic --data photos/ --out runs/critic")
@@ -193,7 +198,7 @@ def _arch_options(pairs: list[str]) -> dict:
 @grouped(config=opt.LOOP.with_defaults(steps=4000, batch=8, lr=2e-4, val_every=500, warmup=200))
 def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig,
                      aux: Annotated[Path, typer.Option("--aux", help="Trained aux checkpoint (frozen g).")],
-                     crop: CropOpt = 256, resume: ResumeOpt = True,
+                     crop: CropOpt = 256, resume: ResumeOpt = True, init: InitOpt = None,
                      val_dir: ValDirOpt = DEFAULT_VAL_SET, max_images: MaxImagesOpt = 0,
                      hr_scales: HrScalesOpt = "1,0.7,0.5,0.35", min_detail: MinDetailOpt = 6.0,
                      light_share: LightShareOpt = 0.0,
@@ -305,10 +310,10 @@ def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig,
                             noise_scale=noise_scale, last_noise_scale=last_noise_scale,
                             teacher_weight=teacher_weight, feature_weight=feature_weight, gan_weight=gan_weight,
                             discriminator_width=disc_width, discriminator_lr=disc_lr, **arch_config)
-    except TypeError as exc:  # an option the architecture's constructor does not take
+    except (TypeError, ValueError) as exc:  # an option the architecture's constructor does not take or refuses
         raise InputError(f"--arch {arch}: {exc}") from None
     sources = DenoiserSources(aux=str(aux), critic=str(critic) if critic else None, text_prior=text)
-    _train(task, dataset, data, out, crop, config, resume, sources.to_info())
+    _train(task, dataset, data, out, crop, config, resume, sources.to_info(), init=init)
 
 
 @train_app.command("validate", epilog="Examples:\n\n  qusr train validate --aux runs/aux/aux.safetensors "
