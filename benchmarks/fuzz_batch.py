@@ -36,7 +36,7 @@ from PIL import Image  # noqa: E402
 
 from fuzz.corpus import Entry, make_corpus  # noqa: E402
 from qusr_cli.imageio import read_image  # noqa: E402
-from qusr_cli.jobs import find_images, plan_jobs  # noqa: E402
+from qusr_cli.plan import find_images, plan_jobs  # noqa: E402
 
 TEMP_SUFFIX = ".tmp"
 
@@ -89,7 +89,7 @@ def corpus_run(work: Path, steps: str) -> dict:
     started = time.perf_counter()
     code, err = run("batch", str(corpus), "-o", str(out), "--recursive", "--steps", steps)
     seconds = time.perf_counter() - started
-    jobs, _ = plan_jobs(find_images(corpus, True, out), corpus, out, "png")
+    jobs, _ = plan_jobs(find_images(corpus, True, out), out, ext="png", base=corpus)
     output_of = {job.source: job.output for job in jobs}
     result = {"files": len(entries), "written": 0, "refused": 0, "wrong": [], "valid_refused": [],
               "written_not_refusable": [], "seconds": seconds, "runs": [(code, err)]}

@@ -23,20 +23,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from qusr_cli.jobs import find_images, plan_jobs, prepare_output_folder  # noqa: E402
 from qusr_cli.options import EngineOptions  # noqa: E402
+from qusr_cli.plan import find_images, plan_jobs, prepare_output_folders  # noqa: E402
 from qusr_cli.runner import JobSettings, compute_job, read_job, upscale_files, write_job  # noqa: E402
 from qusr_cli.upscaler import UpscaleOptions  # noqa: E402
 
 
 def timed_run(upscaler, folder: Path, out: Path, settings: JobSettings, executor: str) -> tuple[float, dict]:
     shutil.rmtree(out, ignore_errors=True)
-    jobs, _ = plan_jobs(find_images(folder), folder, out, "png")
-    prepare_output_folder(out, jobs)
+    jobs, _ = plan_jobs(find_images(folder), out, ext="png", base=folder)
+    prepare_output_folders(jobs, out)
     started = time.perf_counter()
     outcomes = upscale_files(upscaler, jobs, settings, executor=executor, prefetch=2)
     seconds = time.perf_counter() - started
-    assert all(o.status == "ok" for o in outcomes), [o.detail for o in outcomes if o.status != "ok"]
+    assert all(o.status == "done" for o in outcomes), [o.detail for o in outcomes if o.status != "done"]
     return seconds, {p.name: p.read_bytes() for p in out.iterdir()}
 
 
@@ -44,8 +44,8 @@ def stage_seconds(upscaler, folder: Path, out: Path, settings: JobSettings) -> d
     """Seconds spent decoding, computing and encoding+writing, summed over the folder, one file after another:
     the most prefetching can hide is the smaller of compute and the rest, given a free core."""
     shutil.rmtree(out, ignore_errors=True)
-    jobs, _ = plan_jobs(find_images(folder), folder, out, "png")
-    prepare_output_folder(out, jobs)
+    jobs, _ = plan_jobs(find_images(folder), out, ext="png", base=folder)
+    prepare_output_folders(jobs, out)
     totals = {"decode": 0.0, "compute": 0.0, "encode+write": 0.0}
     for job in jobs:
         t0 = time.perf_counter()

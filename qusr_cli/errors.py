@@ -32,6 +32,14 @@ class WeightsError(QusrError):
     exit_code = 3
 
 
+class FileFailed(QusrError):
+    """One file's job failed (a runner outcome): its one-line reason, and the exit code of what caused it."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be, so that the same cleanup runs."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -36,6 +36,7 @@ class Rendered:
     rgb: torch.Tensor
     alpha: torch.Tensor | None
     result: UpscaleResult
+    heatmaps: list[Path] = field(default_factory=list)  # its maps, when asked for (already written)
 
     def write(self) -> FileResult:
         write_image(self.output, self.rgb, like=self.image, alpha=self.alpha)
@@ -54,18 +55,8 @@ def render(upscaler: Upscaler, image: LoadedImage, output: Path, options: Upscal
     return Rendered(image, output, rgb, alpha, result)
 
 
-def upscale_image(upscaler: Upscaler, image: LoadedImage, output: Path, options: UpscaleOptions, *,
-                  scale: float = 4.0, progress=None) -> FileResult:
-    return render(upscaler, image, output, options, scale=scale, progress=progress).write()
-
-
 def read_checked(source: Path, output: Path, max_pixels: int | None = None) -> LoadedImage:
     """Fail on the output path before decoding, and on the input before any model work."""
     check_output_path(source, output)
     return read_image(source, max_pixels=max_pixels)
 
-
-def upscale_file(upscaler: Upscaler, source: Path, output: Path, options: UpscaleOptions, *,
-                 scale: float = 4.0, max_pixels: int | None = None, progress=None) -> FileResult:
-    image = read_checked(source, output, max_pixels)
-    return upscale_image(upscaler, image, output, options, scale=scale, progress=progress)

@@ -12,8 +12,8 @@ compressions photo editors write 16-bit TIFFs with, so one dependency serves bot
 
 Known limits: only the first frame of multi-frame files is read; a TIFF Pillow cannot open
 (16-bit gray+alpha) is read by tifffile alone, without its EXIF; 16-bit TIFF output with more
-than one channel carries the ICC profile but not the EXIF; JPEG holds at most 64 KB of EXIF and
-WebP at most 16383 pixels a side.
+than one channel carries the ICC profile but not the EXIF; JPEG holds at most 64 KB of EXIF, and
+each format at most ``formats.MAX_SIDE`` pixels a side (WebP 16383).
 """
 
 from __future__ import annotations
@@ -39,6 +39,17 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from qusr_cli.errors import InputError, first_line
+from qusr_cli.formats import (
+    ALPHA_FORMATS,
+    IMAGE_SUFFIXES,  # noqa: F401  (re-exported: readers of folders import it from here)
+    MAX_SIDE,
+    METADATA_FORMATS,
+    READ_FORMATS,
+    SIXTEEN_BIT_FORMATS,
+    needs_plugin,
+    output_format,
+    register_plugins,
+)
 from qusr_cli.safe_write import atomic_write, probe_writable
 
 try:
@@ -48,35 +59,11 @@ except ImportError:  # Pillow built without LittleCMS: CMYK falls back to the pl
 
 log = logging.getLogger("qusr")
 
-# What `qusr batch` and the bench pick up from a folder.
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
-
-#: The only Pillow decoders qusr lets see a file (chosen by content, not by name). "JPEG" also
-#: opens a camera's MPO (a JPEG with a second embedded picture).
-READ_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF", "PPM")
-
-#: Output extension (lower case) -> Pillow format name.
-OUTPUT_FORMATS = {
-    ".png": "PNG",
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".webp": "WEBP",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-    ".bmp": "BMP",
-}
-
 #: Smallest accepted width and height. A smaller file is almost surely an icon, a tracking
 #: pixel or a broken export, not a photo, and has too little content for the model to work from.
 MIN_SIDE = 4
 
-#: Largest width or height a format can store.
-MAX_SIDE = {"WEBP": 16383, "JPEG": 65535, "PNG": 2**31 - 1, "TIFF": 2**32 - 1, "BMP": 2**31 - 1}
 JPEG_MAX_EXIF = 65533  # one APP1 segment: 65535 bytes less its 2-byte length
-
-_ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
-_SIXTEEN_BIT_FORMATS = {"PNG", "TIFF"}
-_METADATA_FORMATS = {"PNG", "JPEG", "WEBP", "TIFF"}
 
 # ITU-R BT.601 luma, the weights Pillow's convert("L") uses: a gray image replicated to RGB
 # comes back to exactly its own values, and gray output matches what other tools would make.
@@ -215,12 +202,14 @@ def write_image(
     longer matches the written channels) and EXIF (PNG, JPEG, WebP, TIFF; not 16-bit TIFF
     with more than one channel). `alpha` (1, 1, H, W) is stored in PNG, WebP and TIFF; JPEG
     and BMP have no alpha, so the image is composited onto white, as image viewers show it.
-    `jpeg_quality` (1-100) is also the WebP quality. TIFF is written uncompressed: Pillow's
+    `jpeg_quality` (1-100) is also the WebP, AVIF, HEIF and JPEG XL quality. TIFF is written uncompressed: Pillow's
     compressed TIFF writer fails on EXIF that has a sub-IFD, which camera EXIF always has.
     The write is atomic.
     """
     path = Path(path)
-    fmt = _output_format(path)
+    fmt = output_format(path)
+    if needs_plugin(path):
+        register_plugins()
     if not 1 <= jpeg_quality <= 100:
         raise InputError(f"JPEG quality must be between 1 and 100, got {jpeg_quality}")
     colour = _tensor_to_hwc(rgb, 3, "rgb")
@@ -228,7 +217,7 @@ def write_image(
     if opacity is not None and opacity.shape[:2] != colour.shape[:2]:
         raise ValueError(f"alpha is {opacity.shape[:2]} but rgb is {colour.shape[:2]}")
 
-    if opacity is not None and fmt not in _ALPHA_FORMATS:
+    if opacity is not None and fmt not in ALPHA_FORMATS:
         colour = colour * opacity + (1.0 - opacity)
         opacity = None
     if like.grayscale:
@@ -236,14 +225,14 @@ def write_image(
         if fmt == "WEBP":
             colour = np.repeat(colour, 3, axis=2)
     channels = colour if opacity is None else np.concatenate([colour, opacity], axis=2)
-    bit_depth = 16 if like.bit_depth == 16 and fmt in _SIXTEEN_BIT_FORMATS else 8
+    bit_depth = 16 if like.bit_depth == 16 and fmt in SIXTEEN_BIT_FORMATS else 8
     pixels = _quantise(channels, bit_depth)
 
     colour_space = b"GRAY" if colour.shape[2] == 1 else b"RGB "
-    icc = like.icc_profile if fmt in _METADATA_FORMATS else None
+    icc = like.icc_profile if fmt in METADATA_FORMATS else None
     if icc is not None and _icc_colour_space(icc) != colour_space:
         icc = None
-    exif = like.exif if fmt in _METADATA_FORMATS else None
+    exif = like.exif if fmt in METADATA_FORMATS else None
 
     if bit_depth == 16 and pixels.shape[2] > 1:
         if fmt == "PNG":
@@ -257,24 +246,28 @@ def write_image(
     atomic_write(path, lambda f: image.save(f, format=fmt, **options))
 
 
-def default_output_path(input_path, suffix: str = "_qusr", ext: str | None = None) -> Path:
-    """`photo.jpg` -> `photo_qusr.jpg`, next to the input.
+def _open(path: Path) -> Image.Image:
+    """Image.open with only qusr's READ_FORMATS, registering the HEIF/JPEG XL plugins first when the file
+    may need them."""
+    if needs_plugin(path):
+        register_plugins()
+    try:
+        return Image.open(path, formats=_registered_read_formats())
+    except UnidentifiedImageError:
+        if not register_plugins():  # a HEIC or JPEG XL file under another name
+            raise
+        return Image.open(path, formats=_registered_read_formats())
 
-    The input's extension is kept unless `ext` (with or without the dot) is given; an input
-    extension qusr cannot write (e.g. .gif, or none) becomes .png, which is lossless and keeps
-    alpha and 16 bits.
-    """
-    input_path = Path(input_path)
-    if ext is None:
-        ext = input_path.suffix if input_path.suffix.lower() in OUTPUT_FORMATS else ".png"
-    elif not ext.startswith("."):
-        ext = "." + ext
-    return input_path.with_name(input_path.stem + suffix + ext)
+
+def _registered_read_formats() -> list[str]:
+    # Image.open fails on a format name no plugin has registered yet (the plugins register on demand).
+    Image.init()
+    return [name for name in READ_FORMATS if name in Image.OPEN]
 
 
 def check_output_size(path, size: tuple[int, int]) -> None:
     """Refuse, before any compute, an output ``size`` (width, height) that ``path``'s format cannot store."""
-    fmt = _output_format(Path(path))
+    fmt = output_format(Path(path))
     if max(size) > MAX_SIDE[fmt]:
         raise InputError(f"{path}: the output would be {size[0]}x{size[1]} pixels, but {fmt} stores at most "
                          f"{MAX_SIDE[fmt]} a side; choose .png or .tif, or a smaller --scale")
@@ -288,7 +281,7 @@ def check_output_path(input_path, output_path) -> None:
     exists and accepts a new file (tried for real, so ACLs and read-only mounts count too).
     """
     input_path, output_path = Path(input_path), Path(output_path)
-    _output_format(output_path)
+    output_format(output_path)
     if output_path.is_dir():
         raise InputError(f"{output_path}: output is a folder; give a file name")
     if output_path.exists() and input_path.exists() and os.path.samefile(input_path, output_path):
@@ -300,15 +293,6 @@ def check_output_path(input_path, output_path) -> None:
         probe_writable(folder)
     except OSError as e:
         raise InputError(f"{output_path}: cannot write to folder {folder} ({e.strerror})") from e
-
-
-def _output_format(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix not in OUTPUT_FORMATS:
-        known = ", ".join(OUTPUT_FORMATS)
-        shown = f"extension '{path.suffix}'" if suffix else "no extension"
-        raise InputError(f"{path}: cannot write a file with {shown}; use one of {known}")
-    return OUTPUT_FORMATS[suffix]
 
 
 @contextmanager
@@ -356,9 +340,7 @@ def _check_regular_file(path: Path) -> None:
 def _decode(path: Path, limit: int | None) -> tuple[np.ndarray, int, bytes | None, bytes | None, str]:
     """Pixels (H, W, C), the orientation still to apply, EXIF, ICC profile and the format's name."""
     try:
-        # The allow-list is what keeps hostile content away from decoders qusr has no use for,
-        # above all those that run another program (Pillow's EPS plugin starts Ghostscript).
-        image = Image.open(path, formats=READ_FORMATS)
+        image = _open(path)  # the allow-list READ_FORMATS keeps hostile content from other decoders
     except UnidentifiedImageError:
         if _starts_like_tiff(path):
             return _decode_tiff_without_pillow(path, limit)
@@ -562,7 +544,7 @@ def _pillow_save_options(fmt: str, icc: bytes | None, exif: bytes | None, qualit
     if fmt == "JPEG":
         # 4:4:4: chroma subsampling would throw away colour detail the model just produced.
         options.update(quality=quality, subsampling=0)
-    elif fmt == "WEBP":
+    elif fmt in ("WEBP", "AVIF", "HEIF", "JXL"):
         options["quality"] = quality
     return options
 

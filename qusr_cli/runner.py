@@ -1,6 +1,6 @@
 """The file-job runner: many image files through one engine, each file on its own.
 
-``upscale_files`` runs ``FileJob``s and reports one ``FileOutcome`` per job, in job order. Nothing a
+``upscale_files`` runs ``plan.Job``s and reports one ``FileOutcome`` per job, in job order. Nothing a
 single file does stops the run: any exception while reading, upscaling or writing it becomes a
 failed outcome with a one-line reason. Only an interruption (Ctrl-C, SIGTERM) ends a run early, and
 then the file being written is either complete or removed (writes are atomic).
@@ -28,14 +28,17 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
 
 from qusr_cli.devices import worker_devices
 from qusr_cli.errors import QusrError, describe_failure, raise_pending_interrupt, reraise_if_interrupted
-from qusr_cli.files import Rendered, read_checked, render
+from qusr_cli.files import FileResult, Rendered, read_checked, render
+from qusr_cli.heatmaps import write_explanation
 from qusr_cli.imageio import LoadedImage
-from qusr_cli.jobs import FileJob
-from qusr_cli.safe_write import remove_unfinished_temp_files
 from qusr_cli.options import EngineOptions, UpscaleOptions
+from qusr_cli.plan import Job
+from qusr_cli.safe_write import remove_unfinished_temp_files
 from qusr_cli.upscaler import Upscaler
 
 EXECUTORS = ("sequential", "prefetch", "processes")
@@ -48,57 +51,83 @@ class JobSettings:
     options: UpscaleOptions = field(default_factory=UpscaleOptions)
     scale: float = 4.0
     max_pixels: int | None = None
-    skip_existing: bool = False
+    heatmaps: Path | None = None  # also write each file's uncertainty/noise-weight maps here (job.stem names them)
+
+
+#: (job, steps done, steps in all or None before the first): a file's diffusion steps as they finish.
+StepCallback = Callable[[Job, int, "int | None"], None]
 
 
 @dataclass(frozen=True)
 class FileOutcome:
-    job: FileJob
-    status: str      # "ok", "skipped" or "failed"
+    job: Job
+    status: str      # "done", "skipped" or "failed"
     detail: str      # "WxH" of what was written, or why not
     seconds: float
+    exit_code: int = 0  # failed: what a command run on this file alone exits with (2: the file or a path)
+    summary: dict | None = None  # done: sizes, tile, prior, the seed kept, candidate scores, heatmaps written
+
+
+def _failed(job: Job, exc: Exception, started: float) -> FileOutcome:
+    reraise_if_interrupted(exc)
+    code = exc.exit_code if isinstance(exc, QusrError) else 1
+    return FileOutcome(job, "failed", describe_failure(exc), time.perf_counter() - started, code)
+
+
+def _summary(done: FileResult, heatmaps: list[Path]) -> dict:
+    result = done.result
+    return {"input_size": done.input_size, "output_size": done.output_size, "tile": result.tile,
+            "prior": result.prior.text, "chosen_seed": result.seed,
+            "candidate_scores": result.candidate_scores or None,
+            **({"heatmaps": [str(p) for p in heatmaps]} if heatmaps else {})}
 
 
 # ---- the three stages of one file ---------------------------------------------------------------
 # Each returns its result or a failed FileOutcome; none lets an Exception out.
 
-def read_job(job: FileJob, settings: JobSettings) -> LoadedImage | FileOutcome:
+def read_job(job: Job, settings: JobSettings) -> LoadedImage | FileOutcome:
     started = time.perf_counter()
-    if settings.skip_existing and job.output.exists():
-        return FileOutcome(job, "skipped", "exists", 0.0)
+    if job.skip:
+        return FileOutcome(job, "skipped", job.skip, 0.0)
     try:
-        job.output.parent.mkdir(parents=True, exist_ok=True)
         return read_checked(job.source, job.output, settings.max_pixels)
     except Exception as exc:  # noqa: BLE001 - the point: no file may end the run
-        reraise_if_interrupted(exc)
-        return FileOutcome(job, "failed", describe_failure(exc), time.perf_counter() - started)
+        return _failed(job, exc, started)
 
 
-def compute_job(upscaler: Upscaler, job: FileJob, image: LoadedImage, settings: JobSettings) -> Rendered | FileOutcome:
+def compute_job(upscaler: Upscaler, job: Job, image: LoadedImage, settings: JobSettings,
+                on_step: StepCallback | None = None) -> Rendered | FileOutcome:
     started = time.perf_counter()
     try:
-        return render(upscaler, image, job.output, settings.options, scale=settings.scale)
+        if on_step is not None:
+            on_step(job, 0, None)
+        rendered = render(upscaler, image, job.output, settings.options, scale=settings.scale,
+                          progress=None if on_step is None else partial(on_step, job))
+        if settings.heatmaps is not None:
+            *_, rendered.heatmaps = write_explanation(upscaler, image.rgb, settings.options, settings.heatmaps,
+                                                      job.stem, prior=rendered.result.prior)
+        return rendered
     except Exception as exc:  # noqa: BLE001
-        reraise_if_interrupted(exc)
-        return FileOutcome(job, "failed", describe_failure(exc), time.perf_counter() - started)
+        return _failed(job, exc, started)
 
 
-def write_job(job: FileJob, rendered: Rendered, started: float) -> FileOutcome:
+def write_job(job: Job, rendered: Rendered, started: float) -> FileOutcome:
     try:
         done = rendered.write()
     except Exception as exc:  # noqa: BLE001
-        reraise_if_interrupted(exc)
-        return FileOutcome(job, "failed", describe_failure(exc), time.perf_counter() - started)
-    return FileOutcome(job, "ok", f"{done.output_size[0]}x{done.output_size[1]}", time.perf_counter() - started)
+        return _failed(job, exc, started)
+    return FileOutcome(job, "done", f"{done.output_size[0]}x{done.output_size[1]}", time.perf_counter() - started,
+                       summary=_summary(done, rendered.heatmaps))
 
 
-def upscale_one(upscaler: Upscaler, job: FileJob, settings: JobSettings) -> FileOutcome:
+def upscale_one(upscaler: Upscaler, job: Job, settings: JobSettings,
+                on_step: StepCallback | None = None) -> FileOutcome:
     """The whole work on one file; never raises for anything the file or its output path does."""
     started = time.perf_counter()
     image = read_job(job, settings)
     if isinstance(image, FileOutcome):
         return image
-    rendered = compute_job(upscaler, job, image, settings)
+    rendered = compute_job(upscaler, job, image, settings, on_step)
     if isinstance(rendered, FileOutcome):
         return rendered
     return write_job(job, rendered, started)
@@ -106,13 +135,15 @@ def upscale_one(upscaler: Upscaler, job: FileJob, settings: JobSettings) -> File
 
 # ---- executors ------------------------------------------------------------------------------------
 
-def upscale_files(engine: Upscaler | EngineOptions, jobs: Iterable[FileJob], settings: JobSettings = JobSettings(), *,
+def upscale_files(engine: Upscaler | EngineOptions, jobs: Iterable[Job], settings: JobSettings = JobSettings(), *,
                   executor: str = "prefetch", workers: int = 2, prefetch: int = 2,
-                  on_outcome: Callable[[FileOutcome], None] | None = None) -> list[FileOutcome]:
+                  on_outcome: Callable[[FileOutcome], None] | None = None,
+                  on_step: StepCallback | None = None) -> list[FileOutcome]:
     """Run every job; returns the outcomes in job order, each also passed to ``on_outcome`` when known.
 
     ``engine`` is a ready Upscaler, or an EngineOptions to build one from (``processes`` needs the spec:
     each worker builds its own). ``prefetch`` is how many decoded files may wait for the engine.
+    ``on_step`` hears each file's diffusion steps (in this process; worker processes do not report them).
     """
     jobs = list(jobs)
     outcomes: list[FileOutcome] = []
@@ -133,14 +164,14 @@ def upscale_files(engine: Upscaler | EngineOptions, jobs: Iterable[FileJob], set
     if executor == "sequential" or prefetch < 1:
         for job in jobs:
             raise_pending_interrupt()
-            report(upscale_one(upscaler, job, settings))
+            report(upscale_one(upscaler, job, settings, on_step))
     else:
-        _run_prefetched(upscaler, jobs, settings, prefetch, report)
+        _run_prefetched(upscaler, jobs, settings, prefetch, report, on_step)
     return outcomes
 
 
-def _run_prefetched(upscaler: Upscaler, jobs: list[FileJob], settings: JobSettings, depth: int,
-                    report: Callable[[FileOutcome], None]) -> None:
+def _run_prefetched(upscaler: Upscaler, jobs: list[Job], settings: JobSettings, depth: int,
+                    report: Callable[[FileOutcome], None], on_step: StepCallback | None) -> None:
     stop = threading.Event()
     loaded: queue.Queue = queue.Queue(maxsize=depth)
 
@@ -171,7 +202,7 @@ def _run_prefetched(upscaler: Upscaler, jobs: list[FileJob], settings: JobSettin
             started, image = loaded.get()
             if isinstance(image, BaseException):
                 raise image
-            result = image if isinstance(image, FileOutcome) else compute_job(upscaler, job, image, settings)
+            result = image if isinstance(image, FileOutcome) else compute_job(upscaler, job, image, settings, on_step)
             if isinstance(result, FileOutcome):
                 finished: Future = Future()
                 finished.set_result(result)
@@ -212,13 +243,13 @@ def _start_worker(spec: EngineOptions, settings: JobSettings, devices) -> None:
             f"a worker could not build the engine: {describe_failure(exc)}")
 
 
-def _job_in_worker(job: FileJob) -> FileOutcome:
+def _job_in_worker(job: Job) -> FileOutcome:
     if "error" in _worker:
         raise _worker["error"]
     return upscale_one(_worker["upscaler"], job, _worker["settings"])
 
 
-def _run_in_processes(spec: EngineOptions, jobs: list[FileJob], settings: JobSettings, workers: int,
+def _run_in_processes(spec: EngineOptions, jobs: list[Job], settings: JobSettings, workers: int,
                       report: Callable[[FileOutcome], None]) -> None:
     """At most two jobs per worker in flight. A worker that dies (the kernel's OOM killer) fails the
     jobs in flight, not the run: the pool is started again for the rest."""
@@ -226,7 +257,7 @@ def _run_in_processes(spec: EngineOptions, jobs: list[FileJob], settings: JobSet
     remaining = deque(jobs)
     while remaining:
         pool = _start_pool(spec, settings, workers)
-        in_flight: deque[tuple[FileJob, Future]] = deque()
+        in_flight: deque[tuple[Job, Future]] = deque()
         try:
             while remaining or in_flight:
                 raise_pending_interrupt()

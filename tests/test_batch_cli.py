@@ -82,7 +82,7 @@ def test_upscale_refuses_a_fifo_and_reports_any_failure_in_one_line(tmp_path, mo
     def broken(*args, **kwargs):
         raise ValueError("something inside a library")
 
-    monkeypatch.setattr("qusr_cli.cli.upscale_cmd.upscale_image", broken)
+    monkeypatch.setattr("qusr_cli.runner.render", broken)
     result = invoke("upscale", str(source), "-o", str(tmp_path / "out.png"))
     assert result.exit_code == 1
     assert "unexpected ValueError: something inside a library" in one_error_line(result)
@@ -128,9 +128,9 @@ def test_fuzz_corpus_fast_subset(tmp_path):
     result = invoke("batch", str(corpus), "-o", str(out), "--recursive")
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output and "unexpected" not in result.stderr
-    from qusr_cli.jobs import find_images, plan_jobs
+    from qusr_cli.plan import find_images, plan_jobs
 
-    jobs, _ = plan_jobs(find_images(corpus, True, out), corpus, out, "png")
+    jobs, _ = plan_jobs(find_images(corpus, True, out), out, ext="png", base=corpus)
     output_of = {job.source: job.output for job in jobs}
     for entry in entries:
         output = output_of.get(entry.path)

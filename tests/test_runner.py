@@ -12,8 +12,9 @@ from PIL import Image
 
 from qusr_cli.devices import resolve_device, worker_devices
 from qusr_cli.errors import InputError, QusrError
-from qusr_cli.jobs import FileJob, find_images, plan_jobs, prepare_output_folder
+from qusr_cli.imageio import read_image
 from qusr_cli.options import EngineOptions
+from qusr_cli.plan import Job, find_images, plan_jobs, prepare_output_folders
 from qusr_cli.runner import JobSettings, upscale_files, upscale_one
 from qusr_cli.upscaler import UpscaleOptions
 
@@ -25,13 +26,13 @@ def photo(path: Path, width: int = 12, height: int = 10, seed: int = 0) -> Path:
     return path
 
 
-def folder_of_photos(tmp_path: Path, widths=(12, 13, 14, 15)) -> tuple[list[FileJob], Path]:
+def folder_of_photos(tmp_path: Path, widths=(12, 13, 14, 15)) -> tuple[list[Job], Path]:
     source, out = tmp_path / "in", tmp_path / "out"
     source.mkdir()
     for k, width in enumerate(widths):
         photo(source / f"p{k}.png", width=width, seed=k)
-    jobs, _ = plan_jobs(find_images(source), source, out, "png")
-    prepare_output_folder(out, jobs)
+    jobs, _ = plan_jobs(find_images(source), out, ext="png", base=source)
+    prepare_output_folders(jobs, out)
     return jobs, out
 
 
@@ -43,7 +44,7 @@ def test_any_exception_in_one_file_is_a_failed_row_and_the_rest_go_on(tmp_path, 
     seen = []
     outcomes = upscale_files(upscaler, jobs, executor=executor, on_outcome=seen.append)
     assert outcomes == seen and [o.job for o in outcomes] == jobs
-    assert [o.status for o in outcomes] == ["failed", "failed", "failed", "ok"]
+    assert [o.status for o in outcomes] == ["failed", "failed", "failed", "done"]
     assert "not an image file" in outcomes[0].detail
     assert outcomes[1].detail == "unexpected ValueError: EXIF data is too long (please report this)"
     assert outcomes[2].detail.startswith("unexpected MemoryError")
@@ -67,11 +68,16 @@ def test_prefetch_writes_the_same_files_as_sequential(tmp_path):
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first and len(first) == 5
 
 
-def test_skip_existing_is_a_skipped_row(tmp_path):
+def test_an_existing_output_is_a_skipped_row_unless_overwriting(tmp_path):
     jobs, out = folder_of_photos(tmp_path)
     jobs[1].output.write_bytes(b"keep")
-    outcome = upscale_one(NearestUpscaler(), jobs[1], JobSettings(skip_existing=True))
+    sources = [job.source for job in jobs]
+    kept, _ = plan_jobs(sources, out, ext="png", base=tmp_path / "in")
+    outcome = upscale_one(NearestUpscaler(), kept[1], JobSettings())
     assert outcome.status == "skipped" and jobs[1].output.read_bytes() == b"keep"
+    replaced, _ = plan_jobs(sources, out, ext="png", base=tmp_path / "in", overwrite=True)
+    outcome = upscale_one(NearestUpscaler(), replaced[1], JobSettings())
+    assert outcome.status == "done" and read_image(jobs[1].output).rgb.shape[-2:] == (40, 52)
 
 
 def test_worker_processes_build_their_own_engine_and_match_one_process(tmp_path):
@@ -85,7 +91,7 @@ def test_worker_processes_build_their_own_engine_and_match_one_process(tmp_path)
     for p in out.iterdir():
         p.unlink()
     outcomes = upscale_files(spec, jobs, settings, executor="processes", workers=2)
-    assert [o.status for o in outcomes] == ["ok"] * 3
+    assert [o.status for o in outcomes] == ["done"] * 3
     assert {p.name: p.read_bytes() for p in out.iterdir()} == one_process
 
 
@@ -105,7 +111,7 @@ def test_find_images_survives_symlink_loops_and_keeps_out_the_output_folder(tmp_
 
 def test_colliding_output_names_are_all_kept_and_said(tmp_path):
     sources = [tmp_path / name for name in ("a.jpg", "a.png", "A.webp", "a_jpg.tif", "b.png")]
-    jobs, notes = plan_jobs(sources, tmp_path, tmp_path / "out", "png")
+    jobs, notes = plan_jobs(sources, tmp_path / "out", ext="png", base=tmp_path)
     names = [job.output.name for job in jobs]
     assert len({name.casefold() for name in names}) == len(names)
     assert names[-1] == "b.png" and names[3] == "a_jpg.png"  # no collision: the natural name
@@ -117,11 +123,11 @@ def test_colliding_output_names_are_all_kept_and_said(tmp_path):
 def test_an_unusable_output_folder_is_one_line_before_any_work(tmp_path):
     (tmp_path / "file").write_bytes(b"x")
     with pytest.raises(InputError, match="exists and is not a folder"):
-        prepare_output_folder(tmp_path / "file", [])
+        prepare_output_folders([], tmp_path / "file", "--output-dir")
     with pytest.raises(InputError, match="cannot use it as the --output-dir"):
-        prepare_output_folder(tmp_path / "file" / "below", [])
-    with pytest.raises(InputError, match="--ext gif"):
-        plan_jobs([tmp_path / "a.png"], tmp_path, tmp_path / "out", "gif")
+        prepare_output_folders([], tmp_path / "file" / "below", "--output-dir")
+    with pytest.raises(InputError, match=r"--ext gif: qusr cannot write '\.gif'"):
+        plan_jobs([tmp_path / "a.png"], tmp_path / "out", ext="gif", base=tmp_path)
 
 
 def test_devices_accept_cuda_n_and_workers_spread_over_the_gpus(monkeypatch):

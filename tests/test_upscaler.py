@@ -66,17 +66,28 @@ def test_out_of_memory_halves_the_tile_and_says_so_once(upscaler, monkeypatch, c
     real = Upscaler._upscale_tile
     calls = {"n": 0}
 
-    def flaky(self, lr_tile, tile, options, prior, field):
+    def flaky(self, lr_tile, tile, options, prior, field, on_step):
         calls["n"] += 1
         if lr_tile.shape[-1] > 40:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
-        return real(self, lr_tile, tile, options, prior, field)
+        return real(self, lr_tile, tile, options, prior, field, on_step)
 
     monkeypatch.setattr(Upscaler, "_upscale_tile", flaky)
     with caplog.at_level(logging.WARNING, logger="qusr"):
         result = upscaler.upscale(_photo(64, 64), UpscaleOptions(tile=128, tile_margin=0))
     assert result.tile == 32 and result.image.shape == (1, 3, 256, 256)
     assert sum("tile size halved" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_progress_counts_every_step_of_every_tile(upscaler):
+    calls = []
+    upscaler.upscale(_photo(24, 24), UpscaleOptions(steps=3), progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]  # one tile: still one report per step
+    calls.clear()
+    upscaler.upscale(_photo(64, 64), UpscaleOptions(steps=2, tile=32, tile_margin=0),
+                     progress=lambda done, total: calls.append((done, total)))
+    tiles = calls[-1][1] // 2
+    assert tiles > 1 and calls == [(k, 2 * tiles) for k in range(1, 2 * tiles + 1)]
 
 
 def test_explain_returns_consistent_maps(upscaler):

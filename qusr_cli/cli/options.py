@@ -11,6 +11,7 @@ import typer
 
 from qusr_cli.cli.groups import OptionGroup
 from qusr_cli.options import EngineOptions, UpscaleOptions
+from qusr_cli.plan import DEFAULT_SUFFIX
 
 
 class ColorFix(str, Enum):
@@ -56,6 +57,18 @@ Model = Annotated[str | None, typer.Option(help="Model name from weights.toml (d
 Weights = Annotated[Path | None, typer.Option(help="weights.toml or checkpoint folder (or $QUSR_WEIGHTS).")]
 Threads = Annotated[int | None, typer.Option(min=1, help="CPU threads (default: $QUSR_THREADS or all cores).")]
 MaxPixels = Annotated[int | None, typer.Option(min=1, help="Largest input in pixels (default: Pillow's guard).")]
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress or notes on stderr; errors still show.")]
+Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+Suffix = Annotated[str | None, typer.Option(
+    help=f"Added to each output's name (default: {DEFAULT_SUFFIX!r} next to the input, none in another folder).")]
+Overwrite = Annotated[bool, typer.Option(
+    "--overwrite/--no-overwrite", help="Replace outputs that exist; by default they are left alone (skipped).")]
+# batch also takes issue 11's --skip-existing, which scripts pass: another name for the default --no-overwrite.
+BatchOverwrite = Annotated[bool, typer.Option(
+    "--overwrite/--no-overwrite", " /--skip-existing",
+    help="Replace outputs that exist; by default they are left alone (skipped; --skip-existing says the same).")]
+Workers = Annotated[int, typer.Option(min=1, help="Worker processes, each with its own model (1: this process).")]
+Prefetch = Annotated[int, typer.Option(min=0, help="Files decoded ahead while the model computes (0: none).")]
 
 
 ENGINE = OptionGroup(EngineOptions, {

@@ -12,19 +12,19 @@ from contextlib import contextmanager
 from dataclasses import replace
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import torch
 import typer
 
 from qusr_cli.cli import options as opt
 from qusr_cli.cli.common import command_group, parse_numbers
 from qusr_cli.cli.groups import grouped
 from qusr_cli.errors import InputError
-from qusr_cli.train.dataset import DegradedCrops, make_loader
-from qusr_cli.train.loop import LoopConfig, train
-from qusr_cli.train.validate import DEFAULT_VAL_SET, load_pairs, niqe_fits
-from qusr_cli.weights.header import DenoiserSources, TrainingData
+from qusr_cli.eval_sets import DEFAULT_VAL_SET
+
+if TYPE_CHECKING:  # the training stack (torch) is imported inside the commands, so `qusr --help` stays fast
+    from qusr_cli.train.dataset import DegradedCrops
+    from qusr_cli.train.loop import LoopConfig
 
 
 class AuxUpsample(str, Enum):
@@ -39,12 +39,17 @@ class ResidualBase(str, Enum):
     none = "none"
 
 
-train_app = command_group(help="Train the aux net, the learned critic or the denoiser on a folder of HR photos.")
+train_app = command_group(help="Train the aux net, the learned critic or the denoiser on a folder of HR photos.",
+                          epilog="Examples:\n\n  qusr train aux --data photos/ --out runs/aux\n\n"
+                                 "  qusr train denoiser --data photos/ --out runs/denoiser --aux runs/aux/aux.safetensors")
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Folder of clean HR photos.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Run folder: checkpoint, log.jsonl, resume state.")]
 CropOpt = Annotated[int, typer.Option("--crop", min=16, help="HR crop size (multiple of 4; LR is crop/4).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from <out>/resume if present.")]
+InitOpt = Annotated[Path | None, typer.Option(
+    "--init", help="Start from this checkpoint's weights when <out>/resume holds no state (same architecture): "
+                   "a lost run folder restarts from the last kept weights.")]
 ValDirOpt = Annotated[str, typer.Option(
     "--val-dir", help="Paired lq/ gt/ set for validation: a folder, or a set name under ../shared/data/eval/.")]
 MaxImagesOpt = Annotated[int, typer.Option("--max-images", min=0, help="Use only the first N photos (0: all).")]
@@ -69,6 +74,8 @@ def _data_errors() -> Iterator[None]:
 
 
 def _crops(data: Path, **options) -> DegradedCrops:
+    from qusr_cli.train.dataset import DegradedCrops
+
     with _data_errors():
         return DegradedCrops(data, **options)
 
@@ -84,6 +91,8 @@ def _unless_missing(what: str, load: Callable[[], Any]) -> Any:
 
 def _pairs(val_dir: str, val_every: int):
     """The validation pairs, or None when validation is off or the set is not on this machine."""
+    from qusr_cli.train.validate import load_pairs
+
     return _unless_missing("validation", lambda: load_pairs(val_dir)) if val_every else None
 
 
@@ -95,16 +104,23 @@ def _niqe_crops(spec: str, count: int):
 
 
 def _train(task, dataset, data: Path, out: Path, crop: int, config: LoopConfig, resume: bool,
-           extra: dict | None = None) -> None:
+           extra: dict | None = None, init: Path | None = None) -> None:
+    from qusr_cli.train.dataset import make_loader
+    from qusr_cli.train.loop import train
+    from qusr_cli.weights.header import TrainingData
+
     record = TrainingData(data=str(data), crop=crop, **dataset.describe())
+    initialised = {"initialised_from": str(init)} if init is not None else {}
     path = train(task, lambda start: make_loader(dataset, config.batch, start, config.steps, config.num_workers),
-                 config, out, resume=resume, info={**record.to_info(), **(extra or {})})
+                 config, out, resume=resume, info={**record.to_info(), **initialised, **(extra or {})}, init=init)
     typer.echo(str(path))
 
 
-@train_app.command("aux")
+@train_app.command("aux", epilog="Examples:\n\n  qusr train aux --data photos/ --out runs/aux --steps 2000\n\n"
+                                 "  qusr train aux --data photos/ --out runs/aux --device cuda --batch 64")
 @grouped(config=opt.LOOP.with_defaults(steps=2000, batch=16, lr=5e-4, val_every=500, warmup=100))
 def aux_command(data: DataOpt, out: OutOpt, config: LoopConfig, crop: CropOpt = 256, resume: ResumeOpt = True,
+                init: InitOpt = None,
                 val_dir: ValDirOpt = DEFAULT_VAL_SET, max_images: MaxImagesOpt = 0,
                 hr_scales: HrScalesOpt = "1,0.7,0.5,0.35", min_detail: MinDetailOpt = 6.0,
                 light_share: LightShareOpt = 0.0,
@@ -123,10 +139,10 @@ def aux_command(data: DataOpt, out: OutOpt, config: LoopConfig, crop: CropOpt = 
     dataset = _crops(data, crop=crop, seed=config.seed, images=slice(max_images or None),
                      hr_scales=tuple(parse_numbers(hr_scales, "--hr-scales", float)), min_detail=min_detail,
                      light_share=light_share)
-    _train(task, dataset, data, out, crop, config, resume)
+    _train(task, dataset, data, out, crop, config, resume, init=init)
 
 
-@train_app.command("critic")
+@train_app.command("critic", epilog="Examples:\n\n  qusr train critic --data photos/ --out runs/critic")
 @grouped(config=opt.LOOP.with_defaults(steps=600, batch=32, lr=1e-3, val_every=200, warmup=50))
 def critic_command(data: DataOpt, out: OutOpt, config: LoopConfig, crop: CropOpt = 256, resume: ResumeOpt = True,
                    light_share: LightShareOpt = 0.0,
@@ -177,11 +193,12 @@ def _arch_options(pairs: list[str]) -> dict:
     return options
 
 
-@train_app.command("denoiser")
+@train_app.command("denoiser", epilog="Examples:\n\n  qusr train denoiser --data photos/ --out runs/denoiser "
+                                      "--aux runs/aux/aux.safetensors --critic runs/critic/critic.safetensors")
 @grouped(config=opt.LOOP.with_defaults(steps=4000, batch=8, lr=2e-4, val_every=500, warmup=200))
 def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig,
                      aux: Annotated[Path, typer.Option("--aux", help="Trained aux checkpoint (frozen g).")],
-                     crop: CropOpt = 256, resume: ResumeOpt = True,
+                     crop: CropOpt = 256, resume: ResumeOpt = True, init: InitOpt = None,
                      val_dir: ValDirOpt = DEFAULT_VAL_SET, max_images: MaxImagesOpt = 0,
                      hr_scales: HrScalesOpt = "1,0.7,0.5,0.35", min_detail: MinDetailOpt = 6.0,
                      light_share: LightShareOpt = 0.0,
@@ -252,6 +269,7 @@ def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig,
     from qusr_cli.prior.learned_critic import LearnedCritic
     from qusr_cli.train.denoiser import DenoiserTask, measure_aux_error
     from qusr_cli.weights.checkpoint import load_checkpoint
+    from qusr_cli.weights.header import DenoiserSources
 
     arch_config = _arch_options(arch_option or [])
     if width is not None:
@@ -292,13 +310,14 @@ def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig,
                             noise_scale=noise_scale, last_noise_scale=last_noise_scale,
                             teacher_weight=teacher_weight, feature_weight=feature_weight, gan_weight=gan_weight,
                             discriminator_width=disc_width, discriminator_lr=disc_lr, **arch_config)
-    except TypeError as exc:  # an option the architecture's constructor does not take
+    except (TypeError, ValueError) as exc:  # an option the architecture's constructor does not take or refuses
         raise InputError(f"--arch {arch}: {exc}") from None
     sources = DenoiserSources(aux=str(aux), critic=str(critic) if critic else None, text_prior=text)
-    _train(task, dataset, data, out, crop, config, resume, sources.to_info())
+    _train(task, dataset, data, out, crop, config, resume, sources.to_info(), init=init)
 
 
-@train_app.command("validate")
+@train_app.command("validate", epilog="Examples:\n\n  qusr train validate --aux runs/aux/aux.safetensors "
+                                      "--denoiser runs/denoiser/denoiser.safetensors --steps 5")
 def validate_command(aux: Annotated[Path, typer.Option("--aux", help="Aux checkpoint (g).")],
                      denoiser: Annotated[Path | None, typer.Option("--denoiser", help="Denoiser checkpoint.")] = None,
                      critic: Annotated[Path | None, typer.Option(
@@ -323,7 +342,9 @@ def validate_command(aux: Annotated[Path, typer.Option("--aux", help="Aux checkp
     from rich.console import Console
     from rich.table import Table
 
-    from qusr_cli.train.validate import evaluate
+    import torch
+
+    from qusr_cli.train.validate import evaluate, load_pairs, niqe_fits
     from qusr_cli.weights.checkpoint import checkpoint_info, load_checkpoint
     from qusr_cli.weights.header import DiffusionSettings
 
@@ -361,7 +382,8 @@ def validate_command(aux: Annotated[Path, typer.Option("--aux", help="Aux checkp
         json_out.write_text(json.dumps(results, indent=2))
 
 
-@train_app.command("teacher-cache")
+@train_app.command("teacher-cache", epilog="Examples:\n\n  qusr train teacher-cache --data photos/ --out runs/teacher "
+                                           "--teacher realesrgan/aux.safetensors --count 2000")
 def teacher_cache_command(data: DataOpt,
                           out: Annotated[Path, typer.Option("--out", help="Cache folder (manifest + shards).")],
                           teacher: Annotated[Path, typer.Option(
@@ -382,6 +404,8 @@ def teacher_cache_command(data: DataOpt,
     Training reads the cache with ``--teacher-cache``: its samples are the same stream of crops a
     training run with the same crop options would draw.
     """
+    import torch
+
     from qusr_cli.devices import resolve_device
     from qusr_cli.train.dataset import list_images
     from qusr_cli.train.loop import autocast_dtype

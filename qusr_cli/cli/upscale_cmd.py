@@ -1,77 +1,110 @@
-"""`qusr upscale` (one photo) and `qusr batch` (a folder): thin layers over files.py and runner.py."""
+"""`qusr upscale` (files, globs, `-`) and `qusr batch` (a folder): jobs planned by qusr_cli.plan, run by
+the file-job runner (qusr_cli.runner), reported here.
+
+Paths are planned and checked before the model loads; the engine is imported inside the commands so
+that `qusr --help` does not load torch.
+"""
 
 from __future__ import annotations
 
-import json
+import logging
+import shutil
+import sys
+import tempfile
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.markup import escape
 from rich.table import Table
 
 from qusr_cli.cli import options as opt
-from qusr_cli.cli.common import stderr
 from qusr_cli.cli.groups import grouped
-from qusr_cli.errors import InputError, raise_pending_interrupt
-from qusr_cli.files import read_checked, upscale_image
-from qusr_cli.heatmaps import save_explanation
-from qusr_cli.imageio import IMAGE_SUFFIXES, default_output_path
-from qusr_cli.jobs import find_images, plan_jobs, prepare_output_folder
+from qusr_cli.cli.output import Output
+from qusr_cli.errors import FileFailed, InputError
+from qusr_cli.formats import OUTPUT_FORMATS
 from qusr_cli.options import EngineOptions, UpscaleOptions
-from qusr_cli.runner import FileOutcome, JobSettings, upscale_files
-from qusr_cli.safe_write import clean_stale_temp_files, make_folder
+from qusr_cli.plan import (DEFAULT_SUFFIX, STDIO, Job, expand_inputs, explain_empty_folder, find_images, plan_jobs,
+                           prepare_output_folders)
+from qusr_cli.safe_write import make_folder
+
+log = logging.getLogger("qusr")
+
+UPSCALE_EXAMPLES = """Examples:
+
+  qusr upscale photo.jpg                      # writes photo_qusr.jpg next to it
+
+  qusr upscale photo.jpg -o big.avif --steps 5 --seed 7
+
+  qusr upscale a.jpg b.png "scans/*.tif" -o out/ --suffix _x4
+
+  cat photo.jpg | qusr upscale - -o - > big.png
+
+  qusr upscale photo.jpg -o out.png --heatmaps maps/ --json"""
+
+BATCH_EXAMPLES = """Examples:
+
+  qusr batch photos/                          # writes photos_qusr/, same names
+
+  qusr batch photos/ -o photos_x4/ --recursive --ext avif
+
+  qusr batch photos/ -o photos/ --suffix _x4 --overwrite --json"""
+
+
+@dataclass
+class Row:
+    job: Job               # as planned: its source or output may be "-"
+    status: str            # done, skipped or failed
+    detail: str            # output size, or why it was skipped or failed
+    seconds: float = 0.0   # work only: loading the text encoder counts as loading
+    summary: dict | None = None
+    exit_code: int = 0
+
+
+@dataclass
+class Run:
+    """A run so far: rows in the order jobs finish, and the seconds spent loading (imports included)."""
+
+    planned: int
+    rows: list[Row]
+    loading: float = 0.0
+    base: Path | None = None  # the batch's folder: the summary names files relative to it
 
 
 @grouped(engine=opt.ENGINE, options=opt.SAMPLING)
 def upscale(
-    source: Annotated[Path, typer.Argument(help="Input image.", show_default=False)],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file; its extension picks the format.")] = None,
-    scale: opt.Scale = 4.0,
+    sources: Annotated[list[str], typer.Argument(help="Image files, globs (quote them), or - for stdin.",
+                                                 show_default=False)],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file (its extension picks the "
+                                                "format; - for PNG on stdout), or a folder for several inputs.")] = None,
+    suffix: opt.Suffix = None, overwrite: opt.Overwrite = False, scale: opt.Scale = 4.0,
     heatmaps: Annotated[Path | None, typer.Option(help="Also write the uncertainty/noise-weight maps here.")] = None,
-    max_pixels: opt.MaxPixels = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    max_pixels: opt.MaxPixels = None, workers: opt.Workers = 1, prefetch: opt.Prefetch = 2,
+    as_json: opt.Json = False, quiet: opt.Quiet = False,
     *,
     engine: EngineOptions,
     options: UpscaleOptions,
 ) -> None:
-    """Upscale one photo 4x (or --scale).
-
-    Example: qusr upscale photo.jpg -o photo_4x.png --steps 5 --seed 1
-    """
-    output = output or default_output_path(source)
-    image = read_checked(source, output, max_pixels)
-    clean_stale_temp_files(output.parent)
-    if heatmaps is not None:
-        make_folder(heatmaps, "--heatmaps folder")
-    upscaler = engine.load()
-    raise_pending_interrupt()
-    started = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=stderr, transient=True, disable=as_json) as bar:
-        task = bar.add_task(escape(f"upscaling {source.name}"), total=None)
-        done = upscale_image(upscaler, image, output, options, scale=scale,
-                             progress=lambda n, total: bar.update(task, completed=n, total=total))
-    seconds = time.perf_counter() - started
-    if heatmaps is not None:
-        explanation = upscaler.explain(done.lr, options, prior=done.result.prior)
-        save_explanation(explanation, heatmaps, source.stem, upscaler.bundle.settings.floor,
-                         upscaler.bundle.settings.psi_max)
-    candidates = options.candidates
-    summary = {"input": str(source), "output": str(output), "input_size": done.input_size,
-               "output_size": done.output_size, "seconds": round(seconds, 3), "steps": options.steps,
-               "seed": options.seed, "tile": done.result.tile, "prior": done.result.prior.text,
-               "chosen_seed": done.result.seed,
-               "candidate_scores": {options.select: done.result.candidate_scores} if candidates > 1 else None}
-    if as_json:
-        typer.echo(json.dumps(summary))
-    else:
-        if candidates > 1:
-            scores = ", ".join(f"{s:.2f}" for s in done.result.candidate_scores)
-            stderr.print(f"{options.select} of the {candidates} candidates: {scores}; kept seed {done.result.seed}")
-        stderr.print(escape(f"wrote {output} ({done.output_size[0]}x{done.output_size[1]}) in {seconds:.1f} s"))
+    """Upscale photos 4x (or --scale). An existing output is left alone unless --overwrite."""
+    out = Output(quiet=quiet, as_json=as_json)
+    inputs = expand_inputs(sources)
+    folder = output if output is not None and len(inputs) > 1 else None
+    if folder is not None and not folder.is_dir() and (folder.exists() or folder.suffix.lower() in OUTPUT_FORMATS):
+        raise InputError(f"{folder}: {len(inputs)} inputs need -o to be a folder, not a file")
+    jobs, notes = plan_jobs(inputs, output, suffix=suffix, overwrite=overwrite)
+    if as_json and any(job.output == STDIO for job in jobs):
+        raise InputError("--json and an image on stdout cannot share it; give -o a file")
+    if len(jobs) == 1 and jobs[0].skip:
+        raise InputError(f"{jobs[0].output}: exists; use --overwrite to replace it")
+    run = _run(jobs, notes, engine, options, out, scale=scale, max_pixels=max_pixels, heatmaps=heatmaps,
+               workers=workers, prefetch=prefetch, output_dir=folder, what="-o folder",
+               title=None if len(jobs) == 1 else "qusr upscale")
+    if len(jobs) == 1:
+        _report_one(run, out, options)
+    elif _failed(run):
+        raise typer.Exit(1)
 
 
 @grouped(engine=opt.ENGINE, options=opt.SAMPLING)
@@ -79,63 +112,177 @@ def batch(
     folder: Annotated[Path, typer.Argument(help="Folder of images.", show_default=False)],
     output_dir: Annotated[Path | None, typer.Option("-o", "--output-dir", help="Where outputs go (default: FOLDER_qusr).")] = None,
     recursive: Annotated[bool, typer.Option(help="Include subfolders (their layout is kept).")] = False,
-    skip_existing: Annotated[bool, typer.Option(help="Leave outputs that already exist alone.")] = False,
     ext: Annotated[str, typer.Option(help="Output format extension.")] = "png",
-    scale: opt.Scale = 4.0,
-    max_pixels: opt.MaxPixels = None,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes, each with its own model (1: this process).")] = 1,
-    prefetch: Annotated[int, typer.Option(min=0, help="Files decoded ahead while the model computes (0: none).")] = 2,
+    suffix: opt.Suffix = None, overwrite: opt.BatchOverwrite = False, scale: opt.Scale = 4.0,
+    heatmaps: Annotated[Path | None, typer.Option(help="Also write each photo's uncertainty/noise-weight maps here.")] = None,
+    max_pixels: opt.MaxPixels = None, workers: opt.Workers = 1, prefetch: opt.Prefetch = 2,
+    as_json: opt.Json = False, quiet: opt.Quiet = False,
     *,
     engine: EngineOptions,
     options: UpscaleOptions,
 ) -> None:
-    """Upscale every image in a folder; one bad file does not stop the rest (exit 1 if any failed).
-
-    Example: qusr batch photos/ -o photos_4x/ --recursive --skip-existing
-    """
+    """Upscale every image in a folder; one bad file does not stop the rest (exit 1 if any failed)."""
+    out = Output(quiet=quiet, as_json=as_json)
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder")
     output_dir = output_dir or folder.with_name(folder.name + "_qusr")
+    in_place = output_dir.resolve() == folder.resolve()
+    if in_place and not suffix:
+        suffix = DEFAULT_SUFFIX  # outputs beside their inputs need names of their own
     sources = find_images(folder, recursive, output_dir)
+    if in_place:  # earlier outputs are not inputs
+        sources = [s for s in sources if not s.stem.endswith(suffix)]
     if not sources:
-        raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    jobs, notes = plan_jobs(sources, folder, output_dir, ext)
-    prepare_output_folder(output_dir, jobs)
-    for note in notes:
-        stderr.print(f"qusr: {escape(note)}")
-    settings = JobSettings(options, scale=scale, max_pixels=max_pixels, skip_existing=skip_existing)
-    outcomes: list[FileOutcome] = []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn())
-    try:
-        executor, source = ("processes", engine) if workers > 1 else ("prefetch", engine.load())
-        with Progress(*columns, console=stderr) as bar:
-            task = bar.add_task("batch", total=len(jobs))
-
-            def advance(outcome: FileOutcome) -> None:
-                outcomes.append(outcome)
-                bar.update(task, advance=1, description=escape(outcome.job.source.name))
-
-            upscale_files(source, jobs, settings, executor=executor, workers=workers, prefetch=prefetch,
-                          on_outcome=advance)
-    finally:  # also when interrupted: what was done is said
-        failed = _summary(outcomes, len(jobs), folder, output_dir)
-    if failed:
+        raise InputError(explain_empty_folder(folder, recursive))
+    jobs, notes = plan_jobs(sources, output_dir, suffix=suffix, ext=ext, overwrite=overwrite, base=folder)
+    run = _run(jobs, notes, engine, options, out, scale=scale, max_pixels=max_pixels, heatmaps=heatmaps,
+               workers=workers, prefetch=prefetch, output_dir=output_dir, what="--output-dir",
+               title=f"qusr batch: {folder} -> {output_dir}", base=folder)
+    if _failed(run):
         raise typer.Exit(1)
 
 
-def _summary(outcomes: list[FileOutcome], planned: int, folder: Path, output_dir: Path) -> int:
-    table = Table(title=escape(f"qusr batch: {folder} -> {output_dir}"))
-    for column in ("file", "status", "output / reason", "seconds"):
-        table.add_column(column)
-    styles = {"ok": "green", "skipped": "yellow", "failed": "red"}
-    for outcome in outcomes:
-        table.add_row(escape(str(outcome.job.source.relative_to(folder))),
-                      f"[{styles[outcome.status]}]{outcome.status}[/]", escape(outcome.detail), f"{outcome.seconds:.1f}")
-    stderr.print(table)
-    counts = {status: sum(1 for o in outcomes if o.status == status) for status in styles}
-    line = f"{counts['ok']} done, {counts['skipped']} skipped, {counts['failed']} failed"
-    if len(outcomes) < planned:
-        line += f", {planned - len(outcomes)} not started"
-    stderr.print(line)
-    return counts["failed"]
+def _run(jobs: list[Job], notes: list[str], engine: EngineOptions, options: UpscaleOptions, out: Output, *,
+         scale: float, max_pixels: int | None, heatmaps: Path | None, workers: int, prefetch: int,
+         output_dir: Path | None, what: str, title: str | None, base: Path | None = None) -> Run:
+    """Prepare the output folders, load once, run the jobs through the runner; with a ``title``, the
+    summary follows, also when the run is interrupted (what was done is said)."""
+    prepare_output_folders(jobs, output_dir, what)
+    if heatmaps is not None:
+        make_folder(heatmaps, "--heatmaps folder")
+    for note in notes:
+        log.warning(note)
+    run = Run(len(jobs), [Row(job, "skipped", job.skip) for job in jobs if job.skip], base=base)
+    try:
+        todo = [job for job in jobs if not job.skip]
+        if todo:
+            from qusr_cli.runner import JobSettings
+
+            _execute(todo, run, engine, JobSettings(options, scale=scale, max_pixels=max_pixels, heatmaps=heatmaps),
+                     out, workers=workers, prefetch=prefetch)
+    finally:
+        if title is not None:
+            _summary(run, out, title)
+    return run
+
+
+def _execute(todo: list[Job], run: Run, engine: EngineOptions, settings, out: Output, *, workers: int,
+             prefetch: int) -> None:
+    from qusr_cli.runner import upscale_files
+
+    with tempfile.TemporaryDirectory(prefix="qusr-stdio-") as scratch:
+        planned = {_on_disk(job, Path(scratch)): job for job in todo}
+        started = time.perf_counter()
+        if workers > 1:  # each worker process loads its own model
+            executor, upscaler = "processes", engine
+        else:
+            executor = "prefetch"
+            with out.status("loading model…"):  # the engine's import (torch) is part of it
+                upscaler = engine.load()
+        run.loading += time.perf_counter() - started
+        encoder = getattr(upscaler, "text_encoder", None)
+        encoder_seen = getattr(encoder, "load_seconds", 0.0)
+        with out.progress() as bar:
+            files = bar.add_task("files", total=len(todo)) if len(todo) > 1 else None
+            steps = {}
+
+            def on_step(job: Job, done: int, total: int | None) -> None:
+                description = f"upscaling {_name(planned[job])}"
+                if job not in steps:
+                    steps[job] = task = bar.add_task(description, total=None)
+                    if encoder is not None:  # a new critique loads the text encoder first: say so on the bar
+                        encoder.on_load = lambda: bar.update(task, description="loading the text encoder…")
+                # refresh=True draws every step at once: a step takes far longer than a redraw
+                bar.update(steps[job], completed=done, total=total, description=description, refresh=True)
+
+            def on_outcome(outcome) -> None:
+                nonlocal encoder_seen
+                loaded = getattr(encoder, "load_seconds", 0.0) - encoder_seen
+                encoder_seen += loaded
+                run.loading += loaded
+                job = planned[outcome.job]
+                run.rows.append(Row(job, outcome.status, outcome.detail, max(0.0, outcome.seconds - loaded),
+                                    outcome.summary, outcome.exit_code))
+                if outcome.summary and outcome.summary.get("heatmaps"):
+                    out.note(f"heatmaps: wrote {', '.join(outcome.summary['heatmaps'])}")
+                if outcome.job in steps:
+                    bar.remove_task(steps.pop(outcome.job))
+                if files is not None:
+                    bar.advance(files)
+                if job.output == STDIO and outcome.status == "done":
+                    with outcome.job.output.open("rb") as encoded:
+                        shutil.copyfileobj(encoded, sys.stdout.buffer)
+                    sys.stdout.buffer.flush()
+
+            upscale_files(upscaler, list(planned), settings, executor=executor, workers=workers, prefetch=prefetch,
+                          on_outcome=on_outcome, on_step=on_step)
+
+
+def _on_disk(job: Job, scratch: Path) -> Job:
+    """``job`` with standard input saved to a file in ``scratch`` and standard output a file there: the
+    runner reads and writes files."""
+    if job.source == STDIO:
+        job = replace(job, source=scratch / "stdin")
+        job.source.write_bytes(sys.stdin.buffer.read())
+    if job.output == STDIO:
+        job = replace(job, output=scratch / "stdout.png")
+    return job
+
+
+def _name(job: Job) -> str:
+    return "stdin" if job.source == STDIO else job.source.name
+
+
+def _report_one(run: Run, out: Output, options: UpscaleOptions) -> None:
+    row, loading = run.rows[0], run.loading
+    if row.status == "failed":
+        raise FileFailed(row.detail, row.exit_code)
+    summary = {"input": str(row.job.source), "output": str(row.job.output), **row.summary,
+               "steps": options.steps, "seed": options.seed,
+               "seconds": round(loading + row.seconds, 3), "loading_seconds": round(loading, 3),
+               "work_seconds": round(row.seconds, 3)}
+    if summary["candidate_scores"]:
+        select = options.select
+        summary["candidate_scores"] = {select: summary["candidate_scores"]}
+        scores = ", ".join(f"{s:.2f}" for s in summary["candidate_scores"][select])
+        out.note(f"{select} of the {options.candidates} candidates: {scores}; kept seed {summary['chosen_seed']}")
+    out.result(summary)
+    written = "PNG to standard output" if row.job.output == STDIO else summary["output"]
+    out.note(f"wrote {written} ({row.detail}) in {loading + row.seconds:.1f} s: "
+             f"{loading:.1f} s loading the model, {row.seconds:.1f} s upscaling")
+
+
+def _failed(run: Run) -> int:
+    return sum(row.status == "failed" for row in run.rows)
+
+
+def _summary(run: Run, out: Output, title: str) -> None:
+    """Print the table (or JSON) and the done/skipped/failed counts (and those not started, if interrupted)."""
+    rows = run.rows
+    counts = {status: sum(row.status == status for row in rows) for status in ("done", "skipped", "failed")}
+    not_started = run.planned - len(rows)
+    work = sum(row.seconds for row in rows)
+    payload = {**counts, "not_started": not_started, "loading_seconds": round(run.loading, 3),
+               "work_seconds": round(work, 3),
+               "files": [{"input": str(row.job.source), "output": str(row.job.output), "status": row.status,
+                          "detail": row.detail, "seconds": round(row.seconds, 3)} for row in rows]}
+
+    def table() -> Table:
+        shown = Table(title=escape(title))
+        for column in ("file", "status", "output / reason", "seconds"):
+            shown.add_column(column)
+        styles = {"done": "green", "skipped": "yellow", "failed": "red"}
+        for row in rows:
+            name = row.job.source.relative_to(run.base) if run.base else row.job.source
+            shown.add_row(escape(str(name)), f"[{styles[row.status]}]{row.status}[/]", escape(row.detail),
+                          f"{row.seconds:.1f}")
+        return shown
+
+    if out.as_json:
+        out.result(payload)
+    else:
+        out.show(table)
+    line = f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed"
+    if not_started:
+        line += f", {not_started} not started"
+    out.note(f"{line} ({run.loading:.1f} s loading the model, {work:.1f} s upscaling)")

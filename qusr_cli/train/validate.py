@@ -18,7 +18,7 @@ from torch import nn
 from qusr_cli import metrics
 from qusr_cli.aux_sr import auxiliary_estimate, bicubic_upsample
 from qusr_cli.errors import InputError
-from qusr_cli.eval_sets import load_set
+from qusr_cli.eval_sets import DEFAULT_VAL_SET, load_set
 from qusr_cli.metrics.fidelity import as_rgb255, rgb_to_y
 from qusr_cli.metrics.niqe import BLOCK as NIQE_MIN_SIDE
 from qusr_cli.noise import NoiseField
@@ -27,7 +27,6 @@ from qusr_cli.tiling import pad_to_multiple
 from qusr_cli.train.dataset import load_rgb
 from qusr_cli.weights.header import DiffusionSettings
 
-DEFAULT_VAL_SET = "imagenet-val32"  # a set name (qusr_cli.eval_sets), or give a folder
 
 
 def _quantised(image: torch.Tensor) -> torch.Tensor:
