@@ -59,4 +59,3 @@ def read_checked(source: Path, output: Path, max_pixels: int | None = None) -> L
     """Fail on the output path before decoding, and on the input before any model work."""
     check_output_path(source, output)
     return read_image(source, max_pixels=max_pixels)
-
