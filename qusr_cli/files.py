@@ -8,8 +8,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from qusr_cli.imageio import LoadedImage, check_output_path, read_image, write_image
-from qusr_cli.upscaler import UpscaleOptions, UpscaleResult, Upscaler, resize_output
+from qusr_cli.band_writer import write_bands
+from qusr_cli.imageio import LoadedImage, check_output_path, output_layout, output_samples, read_image, write_image
+from qusr_cli.upscaler import SCALE, UpscaleOptions, UpscaleResult, Upscaler, resize_output
+
+
+CONVERT_ROWS = 128  # output rows converted to file samples at once when streaming
 
 
 @dataclass
@@ -27,14 +31,42 @@ def resize_alpha(alpha: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(alpha, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
 
 
+def alpha_rows(alpha: torch.Tensor, top: int, rows: int) -> torch.Tensor:
+    """Rows top … top+rows of ``resize_alpha(alpha)`` at 4x, from the few LR rows they depend on."""
+    height, width = alpha.shape[-2:]
+    # Bicubic reaches 2 LR rows each side; 3 more keep the cut edge out of the rows returned.
+    low = max(0, top // SCALE - 3)
+    high = min(height, -(-(top + rows) // SCALE) + 3)
+    part = resize_alpha(alpha[:, :, low:high], ((high - low) * SCALE, width * SCALE))
+    return part[:, :, top - low * SCALE:top - low * SCALE + rows]
+
+
 def upscale_image(upscaler: Upscaler, image: LoadedImage, output: Path, options: UpscaleOptions, *,
                   scale: float = 4.0, progress=None) -> FileResult:
+    """Upscale and write; at 4x with one candidate the output is streamed in bands (see band_writer)."""
     height, width = image.rgb.shape[-2:]
-    result = upscaler.upscale(image.rgb, options, progress=progress)
-    rgb = resize_output(result.image, (height, width), scale)
-    alpha = None if image.alpha is None else resize_alpha(image.alpha, tuple(rgb.shape[-2:]))
-    write_image(output, rgb, like=image, alpha=alpha)
-    return FileResult(image.path, output, (width, height), (rgb.shape[-1], rgb.shape[-2]), image.rgb, result)
+    if scale != SCALE or options.candidates > 1:
+        # The final resize and the choice among candidates need the whole output.
+        result = upscaler.upscale(image.rgb, options, progress=progress)
+        rgb = resize_output(result.image, (height, width), scale)
+        alpha = None if image.alpha is None else resize_alpha(image.alpha, tuple(rgb.shape[-2:]))
+        write_image(output, rgb, like=image, alpha=alpha)
+        return FileResult(image.path, output, (width, height), (rgb.shape[-1], rgb.shape[-2]), image.rgb, result)
+    size = (width * SCALE, height * SCALE)
+    layout = output_layout(output, image, image.alpha is not None)
+
+    def samples(bands):
+        top = 0
+        for band in bands:
+            # A few rows at a time: the conversion makes several float copies of what it is given.
+            for rows in band.split(CONVERT_ROWS, dim=2):
+                alpha = None if image.alpha is None else alpha_rows(image.alpha, top, rows.shape[2])
+                top += rows.shape[2]
+                yield output_samples(layout, rows, alpha)
+
+    result = upscaler.upscale_streamed(image.rgb, options, lambda bands: write_bands(output, layout, size, samples(bands)),
+                                       progress=progress)
+    return FileResult(image.path, output, (width, height), size, image.rgb, result)
 
 
 def read_checked(source: Path, output: Path, max_pixels: int | None = None) -> LoadedImage:

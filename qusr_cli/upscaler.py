@@ -6,7 +6,7 @@ import contextlib
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,7 @@ from qusr_cli.diffusion.sampler import sample_residual_shift
 from qusr_cli.noise import NoiseField
 from qusr_cli.prior.critic import CriticResult
 from qusr_cli.prior.report import compose_prior_text
-from qusr_cli.tiling import Tile, pad_to_multiple, run_tiled
+from qusr_cli.tiling import Tile, blend_bands, pad_to_multiple, run_tiled
 from qusr_cli.uncertainty import noise_weight, uncertainty
 
 log = logging.getLogger("qusr")
@@ -61,7 +61,7 @@ class Prior:
 
 @dataclass
 class UpscaleResult:
-    image: torch.Tensor          # (1,3,4H,4W) in [0,1] on the CPU: the chosen candidate
+    image: torch.Tensor | None   # (1,3,4H,4W) in [0,1] on the CPU: the chosen candidate (None: streamed)
     prior: Prior
     tile: int
     seed: int                    # the chosen candidate's seed
@@ -152,6 +152,37 @@ class Upscaler:
     def upscale(self, lr: torch.Tensor, options: UpscaleOptions = UpscaleOptions(),
                 progress: Callable[[int, int], None] | None = None) -> UpscaleResult:
         """4x-upscale ``lr`` (1,3,H,W) in [0,1]; halves the tile and retries if the device runs out of memory."""
+        self._check(lr, options)
+        prior = self.prior(lr, options.prompt, options.prompt_mode)
+
+        def whole(tile: int) -> UpscaleResult:
+            stacked = torch.cat(list(self._bands(lr, options, prior, tile, progress)), dim=2)
+            return self._choose(stacked.split(3, dim=1), options, prior, tile)
+
+        return self._with_tile_retries(options, whole)
+
+    def upscale_streamed(self, lr: torch.Tensor, options: UpscaleOptions,
+                         consume: Callable[[Iterator[torch.Tensor]], None],
+                         progress: Callable[[int, int], None] | None = None) -> UpscaleResult:
+        """As :meth:`upscale`, but the 4x output goes to ``consume`` in bands of rows, top to bottom.
+
+        Memory holds one row of tiles, never the whole output. ``consume`` must start afresh when
+        called again: out of memory, it is called once more with a smaller tile. One candidate only
+        (choosing among several needs them whole); the result's ``image`` is None.
+        """
+        self._check(lr, options)
+        if options.candidates != 1:
+            raise ValueError("a streamed upscale makes one candidate; use upscale() for several")
+        prior = self.prior(lr, options.prompt, options.prompt_mode)
+
+        def streamed(tile: int) -> UpscaleResult:
+            consume(self._bands(lr, options, prior, tile, progress))
+            return UpscaleResult(image=None, prior=prior, tile=tile, seed=options.seed)
+
+        return self._with_tile_retries(options, streamed)
+
+    @staticmethod
+    def _check(lr: torch.Tensor, options: UpscaleOptions) -> None:
         if not 1 <= options.steps <= 50:
             raise ValueError(f"steps must be between 1 and 50, not {options.steps}")
         if options.candidates < 1:
@@ -162,19 +193,28 @@ class Upscaler:
             if min(lr.shape[-2:]) * SCALE < BLOCK:
                 raise QusrError(f"--candidates needs an output of at least {BLOCK}x{BLOCK} pixels "
                                 "to score (NIQE's block size)")
-        prior = self.prior(lr, options.prompt, options.prompt_mode)
-        tile = options.tile or self.auto_tile(options.candidates)
+
+    def _bands(self, lr: torch.Tensor, options: UpscaleOptions, prior: Prior, tile: int,
+               progress: Callable[[int, int], None] | None) -> Iterator[torch.Tensor]:
+        """Bands of rows of the (1, 3·N, 4H, 4W) output of all N candidates, top to bottom."""
         fields = [NoiseField(options.seed + k) for k in range(options.candidates)]
         multiple = self.bundle.denoiser.downsample_factor
-        padded = pad_to_multiple(lr, multiple)
-        height, width = (side * SCALE for side in lr.shape[-2:])
+        rows_left, width = (side * SCALE for side in lr.shape[-2:])
+        bands = blend_bands(pad_to_multiple(lr, multiple),
+                            lambda t, spec: self._upscale_tile(t, spec, options, prior, fields),
+                            tile, min(options.tile_overlap, tile // 4), SCALE, progress,
+                            margin=options.tile_margin, multiple=multiple)
+        for band in bands:
+            band = band[:, :, :rows_left, :width]  # the padding lies below and right of the image
+            rows_left -= band.shape[2]
+            if band.shape[2]:
+                yield band
+
+    def _with_tile_retries(self, options: UpscaleOptions, run: Callable[[int], UpscaleResult]) -> UpscaleResult:
+        tile = options.tile or self.auto_tile(options.candidates)
         while True:
             try:
-                stacked = run_tiled(padded, lambda t, spec: self._upscale_tile(t, spec, options, prior, fields),
-                                    tile, min(options.tile_overlap, tile // 4), SCALE, progress,
-                                    margin=options.tile_margin, multiple=multiple)
-                stacked = stacked[:, :, :height, :width]
-                return self._choose(stacked.split(3, dim=1), options, prior, tile)
+                return run(tile)
             except (torch.OutOfMemoryError, RuntimeError) as exc:
                 if not is_out_of_memory(exc) or tile <= MIN_TILE:
                     raise
