@@ -20,6 +20,7 @@ import typer
 from qusr_cli.cli.common import one_line_errors
 from qusr_cli.errors import InputError
 from qusr_cli.train.dataset import DegradedCrops, make_loader
+from qusr_cli.train import distributed
 from qusr_cli.train.loop import LoopConfig, train
 from qusr_cli.train.validate import DEFAULT_VAL_DIR, load_pairs, niqe_fits
 
@@ -38,6 +39,12 @@ class ResidualBase(str, Enum):
 
 train_app = typer.Typer(help="Train the aux net, the learned critic or the denoiser on a folder of HR photos.",
                         no_args_is_help=True)
+
+
+@train_app.callback()
+def _under_torchrun() -> None:
+    """Launched by torchrun, only rank 0 prints (see qusr_cli/train/distributed.py)."""
+    distributed.quiet_other_ranks()
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Folder of clean HR photos.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Run folder: checkpoint, log.jsonl, resume state.")]
