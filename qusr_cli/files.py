@@ -13,9 +13,6 @@ from qusr_cli.imageio import LoadedImage, check_output_path, output_layout, outp
 from qusr_cli.upscaler import SCALE, UpscaleOptions, UpscaleResult, Upscaler, resize_output
 
 
-CONVERT_ROWS = 128  # output rows converted to file samples at once when streaming
-
-
 @dataclass
 class FileResult:
     source: Path
@@ -57,12 +54,10 @@ def upscale_image(upscaler: Upscaler, image: LoadedImage, output: Path, options:
 
     def samples(bands):
         top = 0
-        for band in bands:
-            # A few rows at a time: the conversion makes several float copies of what it is given.
-            for rows in band.split(CONVERT_ROWS, dim=2):
-                alpha = None if image.alpha is None else alpha_rows(image.alpha, top, rows.shape[2])
-                top += rows.shape[2]
-                yield output_samples(layout, rows, alpha)
+        for rows in bands:  # a few rows each (tiling.BAND_ROWS): the conversion makes float copies of them
+            alpha = None if image.alpha is None else alpha_rows(image.alpha, top, rows.shape[2])
+            top += rows.shape[2]
+            yield output_samples(layout, rows, alpha)
 
     result = upscaler.upscale_streamed(image.rgb, options, lambda bands: write_bands(output, layout, size, samples(bands)),
                                        progress=progress)

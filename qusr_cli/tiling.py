@@ -15,6 +15,9 @@ import torch
 import torch.nn.functional as F
 
 
+BAND_ROWS = 128  # HR rows yielded at a time by blend_bands
+
+
 @dataclass(frozen=True)
 class Tile:
     top: int
@@ -119,11 +122,13 @@ def blend_bands(lr: torch.Tensor, run_tile: TileFunction, tile_size: int, overla
             done += 1
             if on_tile_done is not None:
                 on_tile_done(done, len(tiles))
+        finished = canvas.shape[2] if row + 1 == len(tops) else (tops[row + 1] - band_top) * scale
+        # In slices, so that dividing never makes a second band-sized tensor.
+        for start in range(0, finished, BAND_ROWS):
+            stop = min(finished, start + BAND_ROWS)
+            yield canvas[:, :, start:stop] / weights[:, :, start:stop]
         if row + 1 == len(tops):
-            yield canvas / weights
             return
-        finished = (tops[row + 1] - band_top) * scale
-        yield canvas[:, :, :finished] / weights[:, :, :finished]
         # Move the rows the next tile row still blends into to the top, in place: a new band would
         # double the band's memory for a moment.
         for buffer in (canvas, weights):

@@ -55,7 +55,7 @@ def test_bands_cover_the_canvas_exactly():
         return torch.nn.functional.interpolate(t, scale_factor=4, mode="bicubic") + 0.01 * spec.top
 
     bands = list(blend_bands(lr, tile, 32, 8, 4, margin=4, multiple=4))
-    assert len(bands) == 3 and sum(b.shape[2] for b in bands) == 288
+    assert len(bands) >= 3 and sum(b.shape[2] for b in bands) == 288
     assert torch.equal(torch.cat(bands, dim=2), run_tiled(lr, tile, 32, 8, 4, margin=4, multiple=4))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -13,8 +14,9 @@ from rich.table import Table
 
 from qusr_cli.cli import options as opt
 from qusr_cli.cli.common import one_line_errors, stderr
-from qusr_cli.errors import InputError, QusrError
-from qusr_cli.files import read_checked, upscale_file, upscale_image
+from qusr_cli.errors import InputError
+from qusr_cli.file_jobs import JobOutcome, JobSettings, batch_target, run_file_job
+from qusr_cli.files import read_checked, upscale_image
 from qusr_cli.heatmaps import save_explanation
 from qusr_cli.imageio import IMAGE_SUFFIXES, default_output_path
 from qusr_cli.loading import load_upscaler
@@ -79,6 +81,11 @@ def find_images(folder: Path, recursive: bool, exclude: Path | None) -> list[Pat
     return sorted(found)
 
 
+class BatchEngine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 def batch(
     folder: Annotated[Path, typer.Argument(help="Folder of images.", show_default=False)],
     output_dir: Annotated[Path | None, typer.Option("-o", "--output-dir", help="Where outputs go (default: FOLDER_qusr).")] = None,
@@ -92,6 +99,20 @@ def batch(
     model: opt.Model = None, weights: opt.Weights = None, threads: opt.Threads = None,
     max_pixels: opt.MaxPixels = None, download: opt.Download = True,
     candidates: opt.Candidates = 1, select: opt.Select = opt.Selector.niqe,
+    engine: Annotated[BatchEngine, typer.Option(
+        help="local: this process; ray: Ray Data actors on this machine or a cluster (pip install 'qusr[ray]').",
+        rich_help_panel="Ray")] = BatchEngine.local,
+    address: Annotated[str | None, typer.Option(
+        help="Ray cluster to join, e.g. auto or ray://head:10001 (default: start a local Ray).",
+        rich_help_panel="Ray")] = None,
+    actors_per_node: Annotated[int | None, typer.Option(
+        min=1, help="Upscalers per node (default: one per GPU, or one per --threads CPUs).",
+        rich_help_panel="Ray")] = None,
+    gpus_per_actor: Annotated[float | None, typer.Option(
+        min=0.0, help="GPUs per upscaler; fractions share a GPU (default: 1 where there are GPUs, else 0).",
+        rich_help_panel="Ray")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Files handed to an upscaler at a time.",
+                                            rich_help_panel="Ray")] = 1,
 ) -> None:
     """Upscale every image in a folder; one bad file does not stop the rest (exit 1 if any failed)."""
     with one_line_errors():
@@ -101,41 +122,44 @@ def batch(
         sources = find_images(folder, recursive, output_dir.resolve())
         if not sources:
             raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        options = opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode, candidates)
-        upscaler = _load(model, weights, device, dtype, threads, critic, download)
-        rows = []
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn())
-        with Progress(*columns, console=stderr) as bar:
-            task = bar.add_task("batch", total=len(sources))
-            for source in sources:
-                target = (output_dir / source.relative_to(folder)).with_suffix("." + ext.lstrip("."))
-                bar.update(task, description=source.name)
-                started = time.perf_counter()
-                if skip_existing and target.exists():
-                    rows.append((source, "skipped", "exists", 0.0))
-                else:
-                    try:
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        done = upscale_file(upscaler, source, target, options, scale=scale, max_pixels=max_pixels)
-                        rows.append((source, "ok", f"{done.output_size[0]}x{done.output_size[1]}",
-                                     time.perf_counter() - started))
-                    except QusrError as exc:
-                        rows.append((source, "failed", str(exc), time.perf_counter() - started))
-                bar.advance(task)
+        settings = JobSettings(opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode, candidates),
+                               scale=scale, max_pixels=max_pixels, skip_existing=skip_existing)
+        jobs = [(source, batch_target(folder, output_dir, source, ext)) for source in sources]
+        if engine is BatchEngine.ray:
+            from qusr_cli.ray_batch import EngineSpec, RayLayout, run_on_ray
+
+            spec = EngineSpec(model=model, weights=str(weights) if weights else None, device=device.value,
+                              dtype=dtype.value, threads=threads, critic=critic.value, allow_download=download)
+            rows = run_on_ray(jobs, spec, settings, RayLayout(address, actors_per_node, gpus_per_actor, batch_size))
+        else:
+            rows = _run_locally(jobs, settings, _load(model, weights, device, dtype, threads, critic, download))
         failed = _summary(rows, folder, output_dir)
         if failed:
             raise typer.Exit(1)
 
 
-def _summary(rows, folder: Path, output_dir: Path) -> int:
+def _run_locally(jobs, settings: JobSettings, upscaler) -> list[JobOutcome]:
+    rows = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=stderr) as bar:
+        task = bar.add_task("batch", total=len(jobs))
+        for source, target in jobs:
+            bar.update(task, description=source.name)
+            rows.append(run_file_job(upscaler, source, target, settings))
+            bar.advance(task)
+    return rows
+
+
+def _summary(rows: list[JobOutcome], folder: Path, output_dir: Path) -> int:
     table = Table(title=f"qusr batch: {folder} -> {output_dir}")
     for column in ("file", "status", "output / reason", "seconds"):
         table.add_column(column)
     styles = {"ok": "green", "skipped": "yellow", "failed": "red"}
-    for source, status, detail, seconds in rows:
-        table.add_row(str(source.relative_to(folder)), f"[{styles[status]}]{status}[/]", detail, f"{seconds:.1f}")
+    for row in rows:
+        table.add_row(str(row.source.relative_to(folder)), f"[{styles[row.status]}]{row.status}[/]", row.detail,
+                      f"{row.seconds:.1f}")
     stderr.print(table)
-    failed = sum(1 for row in rows if row[1] == "failed")
+    failed = sum(1 for row in rows if row.status == "failed")
     stderr.print(f"{len(rows) - failed} done, {failed} failed")
     return failed

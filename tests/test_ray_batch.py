@@ -1,0 +1,76 @@
+"""`qusr batch --engine ray` on a local 2-CPU Ray instance: the same files as the local engine."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from qusr_cli.cli.app import app
+
+from helpers import make_tiny_model
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'qusr[ray]')")
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    # One Ray instance for the module: starting one takes seconds. The CLI joins it.
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for name, size in [("a.png", (24, 20)), ("b.jpg", (20, 16)), ("c.png", (16, 28))]:
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(folder / name)
+    (folder / "broken.png").write_bytes(b"not an image at all")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    make_tiny_model(folder)
+    return folder
+
+
+def _batch(photos, out, tiny, *extra):
+    return runner.invoke(app, ["batch", str(photos), "-o", str(out), "--steps", "1", "--weights", str(tiny),
+                               "--threads", "1", "--device", "cpu", *extra])
+
+
+def test_ray_writes_the_local_engine_files_and_reports_the_bad_one(photos, tiny, tmp_path):
+    local = _batch(photos, tmp_path / "local", tiny)
+    on_ray = _batch(photos, tmp_path / "ray", tiny, "--engine", "ray", "--actors-per-node", "2")
+    assert local.exit_code == on_ray.exit_code == 1, on_ray.output
+    assert "3 done, 1 failed" in on_ray.stderr and "broken.png" in on_ray.stderr
+    for name in ("a.png", "b.png", "c.png"):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+    assert not (tmp_path / "ray" / "broken.png").exists()
+
+
+def test_ray_skips_existing_outputs(photos, tiny, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.png").write_bytes(b"keep me")
+    result = _batch(photos, out, tiny, "--engine", "ray", "--skip-existing", "--actors-per-node", "1")
+    assert result.exit_code == 1  # broken.png still fails
+    assert (out / "a.png").read_bytes() == b"keep me"
+    assert "skipped" in result.stderr and (out / "b.png").is_file()
+
+
+def test_missing_ray_is_one_line_saying_how_to_install(photos, tiny, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what a fresh install without the extra sees
+    result = _batch(photos, tmp_path / "out", tiny, "--engine", "ray")
+    assert result.exit_code != 0
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert errors == ["qusr: error: the Ray engine needs Ray: pip install 'qusr[ray]'"]
