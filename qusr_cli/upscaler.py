@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from qusr_cli.aux_sr import auxiliary_estimate, bicubic_upsample
 from qusr_cli.bundle import ModelBundle
 from qusr_cli.color_fix import apply_color_fix
-from qusr_cli.devices import free_memory_bytes, is_out_of_memory
+from qusr_cli.devices import free_memory_bytes, is_out_of_memory, release_freed_cpu_memory
 from qusr_cli.errors import QusrError
 from qusr_cli.diffusion.sampler import sample_residual_shift
 from qusr_cli.noise import NoiseField
@@ -138,6 +138,8 @@ class Upscaler:
             sample = sample_residual_shift(self.bundle.denoiser, scheduler, *batch, noise_for,
                                            prior.tokens, prior.mask).float()
         sample = apply_color_fix(options.color_fix, sample, batch[1]).clamp(0, 1).cpu()
+        if self.device.type == "cpu":
+            release_freed_cpu_memory()
         return sample.reshape(1, count * 3, *sample.shape[-2:])
 
     # ---- the whole image ------------------------------------------------------------------
