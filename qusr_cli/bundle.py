@@ -6,33 +6,18 @@ text encoder) are read from the denoiser checkpoint's header, so a file alone sa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from qusr_cli.diffusion.schedule import ResShiftScheduler
-from qusr_cli.uncertainty import DEFAULT_FLOOR, DEFAULT_PSI_MAX
+from qusr_cli.archs import ArchDescriptor
+from qusr_cli.errors import WeightsError
 from qusr_cli.weights.checkpoint import checkpoint_info, load_checkpoint
+from qusr_cli.weights.header import DiffusionSettings, is_placeholder
 
-
-@dataclass
-class DiffusionSettings:
-    schedule: dict = field(default_factory=dict)  # ResShiftScheduler fields; missing ones keep defaults
-    floor: float = DEFAULT_FLOOR
-    psi_max: float = DEFAULT_PSI_MAX
-    text_encoder: str = "minilm"
-
-    @classmethod
-    def from_info(cls, info: dict) -> "DiffusionSettings":
-        """Training writes the schedule under "scheduler"; "diffusion" may add b, ψmax and the encoder."""
-        extra = info.get("diffusion", {})
-        return cls(schedule=dict(info.get("scheduler", {})),
-                   **{k: extra[k] for k in ("floor", "psi_max", "text_encoder") if k in extra})
-
-    def scheduler(self) -> ResShiftScheduler:
-        return ResShiftScheduler.from_config(self.schedule)
+__all__ = ["DiffusionSettings", "ModelBundle", "load_bundle"]
 
 
 @dataclass
@@ -43,6 +28,10 @@ class ModelBundle:
     settings: DiffusionSettings
     critic_path: Path | None = None
     placeholder: bool = False
+
+    @property
+    def descriptor(self) -> ArchDescriptor:
+        return self.denoiser.descriptor
 
     def to(self, device: torch.device) -> "ModelBundle":
         self.aux.to(device)
@@ -55,9 +44,12 @@ def load_bundle(name: str, files: dict[str, Path]) -> ModelBundle:
     aux = load_checkpoint(files["aux"], role="aux")
     denoiser = load_checkpoint(files["denoiser"], role="denoiser")
     infos = [checkpoint_info(files[role]) for role in ("aux", "denoiser")]
+    if aux.descriptor.scale != denoiser.descriptor.scale:
+        raise WeightsError(f"model {name}: its aux net upscales {aux.descriptor.scale}x but its denoiser "
+                           f"{denoiser.descriptor.scale}x")
     return ModelBundle(
         name=name, aux=aux, denoiser=denoiser,
         settings=DiffusionSettings.from_info(infos[1]),
         critic_path=files.get("critic"),
-        placeholder=any(info.get("placeholder", False) for info in infos),
+        placeholder=any(is_placeholder(info) for info in infos),
     )

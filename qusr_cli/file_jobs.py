@@ -9,10 +9,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from qusr_cli.errors import QusrError
 from qusr_cli.files import upscale_file
-from qusr_cli.upscaler import UpscaleOptions, Upscaler
+from qusr_cli.options import UpscaleOptions
+from qusr_cli.upscaler import Upscaler
 
 
 @dataclass(frozen=True)
@@ -25,8 +27,7 @@ class JobSettings:
     skip_existing: bool = False
 
 
-@dataclass(frozen=True)
-class JobOutcome:
+class JobOutcome(NamedTuple):
     source: Path
     status: str  # ok, skipped, failed
     detail: str  # output size, or why it was skipped or failed

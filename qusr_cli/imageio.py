@@ -119,6 +119,16 @@ class LoadedImage:
     path: Path
 
 
+def read_rgb8(path) -> np.ndarray:
+    """The 8-bit RGB pixel grid of a file as stored, (H, W, 3) uint8: no EXIF rotation, alpha dropped.
+
+    For data sets and metrics, whose files are plain 8-bit photos and PNGs; a user's image goes through
+    :func:`read_image`, which keeps what it needs to be written back faithfully.
+    """
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
 def read_image(path, max_pixels: int | None = None) -> LoadedImage:
     """Decode `path` (by content, whatever its extension) into a `LoadedImage`.
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from qusr_cli.bundle import ModelBundle, load_bundle
 from qusr_cli.devices import resolve_device, resolve_dtype, set_threads
 from qusr_cli.errors import QusrError, WeightsError
+from qusr_cli.options import ENGINE_CRITICS
 from qusr_cli.prior.critic import make_critic
 from qusr_cli.upscaler import Upscaler
 from qusr_cli.weights import ModelSpec, load_registry, resolve_component, resolve_model_folder
@@ -28,8 +29,12 @@ def load_model_files(model: str | None = None, weights: str | Path | None = None
 
 
 def build_critic(kind: str, spec: ModelSpec, bundle: ModelBundle, device, *, allow_download: bool):
-    """builtin = the model's learned critic when it ships one, else image statistics."""
-    if kind == "builtin" and bundle.critic_path is not None:
+    """auto = the model's learned critic when it ships one, else builtin (image statistics)."""
+    if kind == "auto":
+        kind = "learned" if bundle.critic_path is not None else "builtin"
+    if kind == "learned":
+        if bundle.critic_path is None:
+            raise QusrError(f"model {spec.name} ships no learned critic; use --critic builtin")
         return make_critic("learned", weights=bundle.critic_path, device=device)
     if kind == "mllm":
         if spec.mllm is None:
@@ -57,8 +62,10 @@ def build_text_encoder(spec: ModelSpec, bundle: ModelBundle, device, *, allow_do
 
 
 def load_upscaler(model: str | None = None, *, weights: str | Path | None = None, device: str = "auto",
-                  dtype: str = "auto", threads: int | None = None, critic: str = "builtin",
+                  dtype: str = "auto", threads: int | None = None, critic: str = "auto",
                   allow_download: bool = False) -> Upscaler:
+    if critic not in ENGINE_CRITICS:
+        raise QusrError(f"unknown critic {critic!r}: choose one of {', '.join(ENGINE_CRITICS)}")
     set_threads(threads)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)

@@ -11,13 +11,14 @@ Ray is an optional extra (``pip install 'qusr[ray]'``); it is imported only here
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from qusr_cli.errors import QusrError
 from qusr_cli.file_jobs import JobOutcome, JobSettings, run_file_job
+from qusr_cli.options import EngineOptions
 
 INSTALL_HINT = "the Ray engine needs Ray: pip install 'qusr[ray]'"
 
@@ -29,25 +30,6 @@ def import_ray():
     except ImportError:
         raise QusrError(INSTALL_HINT) from None
     return ray
-
-
-@dataclass(frozen=True)
-class EngineSpec:
-    """What ``load_upscaler`` needs, sent to every actor (which loads its own copy of the model)."""
-
-    model: str | None = None
-    weights: str | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    threads: int | None = None
-    critic: str = "builtin"
-    allow_download: bool = False
-
-    def load(self):
-        from qusr_cli.loading import load_upscaler
-
-        fields = asdict(self)
-        return load_upscaler(fields.pop("model"), **fields)
 
 
 @dataclass(frozen=True)
@@ -63,7 +45,7 @@ class RayLayout:
 class FileUpscaler:
     """The ``map_batches`` class: one upscaler per actor, then one ``run_file_job`` per row."""
 
-    def __init__(self, engine: EngineSpec, settings: JobSettings):
+    def __init__(self, engine: EngineOptions, settings: JobSettings):
         self.upscaler = engine.load()
         self.settings = settings
 
@@ -76,7 +58,7 @@ class FileUpscaler:
                 "seconds": np.array([o.seconds for o in outcomes], dtype=np.float64)}
 
 
-def actor_resources(layout: RayLayout, engine: EngineSpec, nodes: list[dict]) -> tuple[int, float, float]:
+def actor_resources(layout: RayLayout, engine: EngineOptions, nodes: list[dict]) -> tuple[int, float, float]:
     """(actors, CPUs per actor, GPUs per actor) for the live ``nodes`` (``ray.nodes()`` entries).
 
     Defaults: with GPUs one actor per GPU; without, one actor per ``--threads`` CPUs of each node.
@@ -94,7 +76,7 @@ def actor_resources(layout: RayLayout, engine: EngineSpec, nodes: list[dict]) ->
     return per_node * len(nodes), float(cpus), gpus
 
 
-def run_on_ray(jobs: list[tuple[Path, Path]], engine: EngineSpec, settings: JobSettings,
+def run_on_ray(jobs: list[tuple[Path, Path]], engine: EngineOptions, settings: JobSettings,
                layout: RayLayout) -> list[JobOutcome]:
     """Run every job on Ray; the outcomes come back in the order of ``jobs``."""
     ray = import_ray()
@@ -108,7 +90,8 @@ def run_on_ray(jobs: list[tuple[Path, Path]], engine: EngineSpec, settings: JobS
     actors, cpus, gpus = actor_resources(layout, engine, nodes)
     dataset = ray.data.from_items([{"source": str(source), "target": str(target)} for source, target in jobs])
     outcomes = dataset.map_batches(FileUpscaler, fn_constructor_kwargs={"engine": engine, "settings": settings},
-                                   batch_size=layout.batch_size, concurrency=actors, num_cpus=cpus, num_gpus=gpus)
+                                   batch_size=layout.batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
+                                   num_cpus=cpus, num_gpus=gpus)
     try:
         rows = outcomes.take_all()
     except ray.exceptions.RayError as exc:

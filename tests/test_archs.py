@@ -2,13 +2,12 @@ import json
 
 import pytest
 import torch
+from helpers import TINY_UNET, make_tiny_model
 from safetensors.torch import save_file
 
-from qusr_cli.archs import CompactSR, DenoiserUNet, RRDBNet
+from qusr_cli.archs import CompactSR, Conditioning, DenoiserUNet, RRDBNet
 from qusr_cli.errors import WeightsError
 from qusr_cli.weights.checkpoint import load_checkpoint, read_metadata, save_checkpoint
-
-from helpers import TINY_UNET, make_tiny_model
 
 
 def test_rrdbnet_has_real_esrgan_key_layout():
@@ -51,7 +50,7 @@ def test_fresh_denoiser_returns_its_residual_base():
     net = DenoiserUNet(**TINY_UNET)
     x = torch.rand(2, 3, 32, 32)
     aux = torch.rand(2, 3, 32, 32)
-    out = net(x, torch.tensor([0.1, 0.9]), torch.rand(2, 3, 32, 32), aux)
+    out = net(x, torch.tensor([0.1, 0.9]), Conditioning(torch.rand(2, 3, 32, 32), aux))
     assert torch.equal(out, aux)  # zero-initialised output conv
 
 
@@ -60,10 +59,10 @@ def test_denoiser_uses_time_and_prior_tokens(tmp_path):
     x, up, aux = (torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(i)) for i in range(3))
     tokens = torch.randn(1, 5, 384)
     with torch.no_grad():
-        base = net(x, torch.tensor([0.5]), up, aux, tokens)
-        other_time = net(x, torch.tensor([0.9]), up, aux, tokens)
-        no_prior = net(x, torch.tensor([0.5]), up, aux, None)
-        masked_out = net(x, torch.tensor([0.5]), up, aux, tokens, torch.zeros(1, 5, dtype=torch.bool))
+        base = net(x, torch.tensor([0.5]), Conditioning(up, aux, tokens))
+        other_time = net(x, torch.tensor([0.9]), Conditioning(up, aux, tokens))
+        no_prior = net(x, torch.tensor([0.5]), Conditioning(up, aux, None))
+        masked_out = net(x, torch.tensor([0.5]), Conditioning(up, aux, tokens, torch.zeros(1, 5, dtype=torch.bool)))
     assert (base - other_time).abs().max() > 1e-4
     assert (base - no_prior).abs().max() > 1e-4
     # all text tokens masked = the null token alone = no prior

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import torch
 import typer
+from helpers import make_tiny_model
 from PIL import Image
 from typer.testing import CliRunner
 
-from qusr_cli.bench.datasets import load_set, read_uint8, speed_inputs, synthetic_set
+from qusr_cli.bench.datasets import speed_inputs, synthetic_set
 from qusr_cli.bench.measure import count_flops, current_rss_bytes, lr_tiles
 from qusr_cli.bench.methods import (
     EngineConfig,
@@ -26,10 +27,10 @@ from qusr_cli.bench.methods import (
 )
 from qusr_cli.cli.bench_cmd import bench
 from qusr_cli.errors import QusrError
+from qusr_cli.eval_sets import load_set
+from qusr_cli.imageio import read_rgb8
 from qusr_cli.metrics import psnr_y
 from qusr_cli.tiling import plan_tiles
-
-from helpers import make_tiny_model
 
 cli = typer.Typer()
 cli.command()(bench)
@@ -110,8 +111,8 @@ def test_bench_end_to_end_with_reuse(tiny_set, tiny_model, tmp_path):
     for name in ("img0", "img1"):
         lr = Image.open(tiny_set / "lq" / f"{name}.png")
         expected = np.asarray(lr.resize((128, 128), Image.Resampling.BICUBIC))
-        assert np.array_equal(read_uint8(bicubic_dir / f"{name}.png"), expected)
-        direct.append(psnr_y(expected, read_uint8(tiny_set / "gt" / f"{name}.png")))
+        assert np.array_equal(read_rgb8(bicubic_dir / f"{name}.png"), expected)
+        direct.append(psnr_y(expected, read_rgb8(tiny_set / "gt" / f"{name}.png")))
     assert entry["methods"]["bicubic"]["metrics"]["psnr_y"] == pytest.approx(np.mean(direct), abs=1e-9)
     assert f"| bicubic | {np.mean(direct):.2f} |" in (out / "report.md").read_text()
     assert "| bicubic |" in first.stdout
@@ -181,8 +182,8 @@ def test_real_esrgan_outputs_made_before_are_reused(tiny_set, tiny_model, tmp_pa
     results = json.loads((out / "results.json").read_text())
     summary = results["quality"][tiny_set.name]["methods"]["realesrgan"]
     assert results["computed_outputs"] == 0 and summary["timed_images"] == 0
-    cached = read_uint8(out / "outputs" / tiny_set.name / "realesrgan" / "img0.png")
-    assert np.array_equal(cached, read_uint8(made_before / "img0.png"))
+    cached = read_rgb8(out / "outputs" / tiny_set.name / "realesrgan" / "img0.png")
+    assert np.array_equal(cached, read_rgb8(made_before / "img0.png"))
 
 
 COPY_SCRIPT = """
@@ -317,9 +318,9 @@ def test_speed_inputs_are_fixed_by_the_seed(tiny_set, tmp_path):
     first = speed_inputs(sources, [16, 40], tmp_path / "a", seed=3)
     again = speed_inputs(sources, [40, 16], tmp_path / "b", seed=3)
     for size in (16, 40):
-        pixels = read_uint8(first[size])
+        pixels = read_rgb8(first[size])
         assert pixels.shape == (size, size, 3)
-        assert np.array_equal(pixels, read_uint8(again[size]))
+        assert np.array_equal(pixels, read_rgb8(again[size]))
 
 
 def test_synthetic_pairs_are_made_once_and_fixed_by_the_seed(tmp_path):
@@ -329,12 +330,12 @@ def test_synthetic_pairs_are_made_once_and_fixed_by_the_seed(tmp_path):
     first = synthetic_set(photos, tmp_path / "one", seed=5)
     assert first.name == "synthetic-photos-seed5" and first.root == tmp_path / "one" / first.name
     pair = first.images[0]
-    gt, lr = read_uint8(pair.gt), read_uint8(pair.lr)
+    gt, lr = read_rgb8(pair.gt), read_rgb8(pair.lr)
     assert first.has_gt and gt.shape == (68, 68, 3) and lr.shape == (17, 17, 3)
     # the GT is the centre crop of the photo, untouched
     assert np.array_equal(gt, smooth_photo(90, 70, 1)[11:79, 1:69])
-    assert np.array_equal(read_uint8(synthetic_set(photos, tmp_path / "two", seed=5).images[0].lr), lr)
-    assert not np.array_equal(read_uint8(synthetic_set(photos, tmp_path / "three", seed=6).images[0].lr), lr)
+    assert np.array_equal(read_rgb8(synthetic_set(photos, tmp_path / "two", seed=5).images[0].lr), lr)
+    assert not np.array_equal(read_rgb8(synthetic_set(photos, tmp_path / "three", seed=6).images[0].lr), lr)
     stamp = pair.lr.stat().st_mtime_ns
     synthetic_set(photos, tmp_path / "one", seed=5)
     assert pair.lr.stat().st_mtime_ns == stamp

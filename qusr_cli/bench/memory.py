@@ -20,10 +20,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from qusr_cli.bench.datasets import REPO_ROOT, read_rgb, save_png, to_uint8
+from qusr_cli.bench.datasets import save_png
 from qusr_cli.bench.measure import current_rss_bytes, now_iso, peak_rss_bytes
 from qusr_cli.bench.methods import EngineConfig
 from qusr_cli.errors import QusrError
+from qusr_cli.eval_sets import REPO_ROOT
+from qusr_cli.imageio import read_rgb8
 
 TARGET_BYTES = 1.5e9  # issue 13: a 3000x2000 LR photo on the CPU at the default settings
 
@@ -44,7 +46,7 @@ def memory_input(source: Path, size: tuple[int, int], out_dir: Path) -> Path:
     path = out_dir / f"lr-{size[0]}x{size[1]}.png"
     if not path.exists():
         out_dir.mkdir(parents=True, exist_ok=True)
-        photo = Image.fromarray(to_uint8(read_rgb(source)))
+        photo = Image.fromarray(read_rgb8(source))
         save_png(path, np.asarray(photo.resize(size, Image.Resampling.LANCZOS)))
     return path
 
@@ -77,13 +79,11 @@ def _run_worker(request: dict) -> dict:
 
 def memory_worker(request_path: Path, result_path: Path) -> None:
     from qusr_cli.files import upscale_file
-    from qusr_cli.loading import load_upscaler
-    from qusr_cli.upscaler import UpscaleOptions
+    from qusr_cli.options import UpscaleOptions
 
     request = json.loads(request_path.read_text())
     engine = EngineConfig(**request["engine"])
-    upscaler = load_upscaler(engine.model, weights=engine.weights, device=engine.device, dtype=engine.dtype,
-                             threads=engine.threads)
+    upscaler = engine.load()
     rss_loaded = current_rss_bytes()
     options = UpscaleOptions(seed=engine.seed)
     streamed = Path(request["work"]) / "streamed.png"

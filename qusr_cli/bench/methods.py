@@ -20,14 +20,19 @@ import numpy as np
 import torch
 from PIL import Image
 
+from qusr_cli.archs import Conditioning
 from qusr_cli.aux_sr import auxiliary_estimate
-from qusr_cli.bench.datasets import IMAGE_SUFFIXES, from_uint8, read_uint8, save_png, to_uint8
+from qusr_cli.bench.datasets import from_uint8, save_png, to_uint8
 from qusr_cli.bench.measure import count_flops, lr_tiles, meta_twin
 from qusr_cli.devices import resolve_device, resolve_dtype, set_threads
 from qusr_cli.errors import QusrError, WeightsError
+from qusr_cli.imageio import IMAGE_SUFFIXES, read_rgb8
+from qusr_cli.options import EngineOptions
 from qusr_cli.tiling import run_tiled
 from qusr_cli.upscaler import UpscaleOptions
 
+# The factor the bench compares at: that of the shipped models (their descriptors) and Real-ESRGAN x4plus.
+# Nets report their own (``descriptor.scale``); this is for the methods without one.
 SCALE = 4
 BASE_METHODS = ("bicubic", "lanczos", "realesrgan", "aux", "qusr")
 PILLOW_FILTERS = {"bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS}
@@ -48,14 +53,14 @@ class MethodSpec:
     steps: int = 0
     candidates: int = 1
     noise_weighting: bool = True
-    critic: str = "model"        # model: the model's own critic; none: prior off; statistics: image statistics
+    critic: str = "auto"         # the engine's vocabulary: auto (the model's own), builtin (statistics), none
     command: str = ""            # external: the command template with {in} and {out}
 
     @property
     def group(self) -> str:
         if self.candidates > 1:
             return "best-of-n"
-        if not self.noise_weighting or self.critic != "model":
+        if not self.noise_weighting or self.critic != "auto":
             return "ablation"
         return "method"
 
@@ -68,14 +73,9 @@ class MethodSpec:
 
 
 @dataclass(frozen=True)
-class EngineConfig:
-    """How models are loaded; JSON-able so a speed worker process loads exactly the same thing."""
+class EngineConfig(EngineOptions):
+    """The engine's options plus the bench's own; JSON-able so a speed worker loads exactly the same thing."""
 
-    model: str | None = None
-    weights: str | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    threads: int | None = None
     realesrgan_weights: str | None = None
     seed: int = 0
 
@@ -115,7 +115,7 @@ def plan_methods(names: list[str], *, steps_list: list[int], ablations: bool, ca
         variants += [MethodSpec(qusr_name(ablation_steps, "-w1"), "qusr", steps=ablation_steps, noise_weighting=False),
                      MethodSpec(qusr_name(ablation_steps, "-noprior"), "qusr", steps=ablation_steps, critic="none"),
                      MethodSpec(qusr_name(ablation_steps, "-statcritic"), "qusr", steps=ablation_steps,
-                                critic="statistics")]
+                                critic="builtin")]
     variants += [MethodSpec(qusr_name(ablation_steps, f"-best{n}"), "qusr", steps=ablation_steps, candidates=n)
                  for n in sorted(set(candidates_list)) if n > 1]
     if variants and qusr_name(ablation_steps) not in {s.name for s in specs}:
@@ -162,7 +162,7 @@ class TiledNetMethod:
             return auxiliary_estimate(self.net, x).float().cpu()
 
     def upscale(self, lr: torch.Tensor) -> torch.Tensor:
-        return run_tiled(lr, lambda t, _spec: self._run(t), self.tile, self.overlap, SCALE,
+        return run_tiled(lr, lambda t, _spec: self._run(t), self.tile, self.overlap, self.net.descriptor.scale,
                          margin=self.margin).clamp(0, 1)
 
     def flops(self, height: int, width: int) -> int | None:
@@ -191,7 +191,7 @@ class QusrMethod:
             self._meta = (meta_twin(self.upscaler.bundle.aux), meta_twin(self.upscaler.bundle.denoiser))
         aux, denoiser = self._meta
         tile = self.upscaler.auto_tile(self.spec.candidates)
-        multiple = denoiser.downsample_factor
+        multiple, scale = denoiser.descriptor.size_multiple, denoiser.descriptor.scale
         overlap = min(self.options.tile_overlap, tile // 4)
         cache: dict[tuple[int, int], int] = {}
         total = 0
@@ -199,10 +199,10 @@ class QusrMethod:
             h, w = math.ceil(h / multiple) * multiple, math.ceil(w / multiple) * multiple
             if (h, w) not in cache:
                 n = self.spec.candidates
-                hr = torch.empty(n, 3, h * SCALE, w * SCALE, device="meta")
+                hr = torch.empty(n, 3, h * scale, w * scale, device="meta")
                 tau = torch.empty(n, device="meta")
                 cache[h, w] = _net_flops(aux, h, w) + self.spec.steps * count_flops(
-                    partial(denoiser, hr, tau, hr, hr))
+                    partial(denoiser, hr, tau, Conditioning(hr, hr)))
             total += cache[h, w]
         return total
 
@@ -244,7 +244,7 @@ class ExternalMethod:
             output = self.find_output(out_dir, "image")
             if output is None:
                 raise QusrError(f"external {self.spec.name}: wrote no image for its input")
-            return from_uint8(read_uint8(output))
+            return from_uint8(read_rgb8(output))
 
     def flops(self, height: int, width: int) -> int | None:
         return None
@@ -268,10 +268,7 @@ class MethodLoader:
 
     def upscaler(self):
         if self._upscaler is None:
-            from qusr_cli.loading import load_upscaler
-
-            self._upscaler = load_upscaler(self.engine.model, weights=self.engine.weights, device=self.engine.device,
-                                           dtype=self.engine.dtype, threads=self.engine.threads)
+            self._upscaler = self.engine.load()
         return self._upscaler
 
     def unavailable(self, spec: MethodSpec) -> str | None:
@@ -280,7 +277,7 @@ class MethodLoader:
             return (f"realesrgan skipped: {self.realesrgan_path} does not exist; make it with "
                     f"`{IMPORT_COMMAND.format(path=shlex.quote(str(self.realesrgan_path)))}` "
                     "(needs pip install 'qusr[bench]')")
-        if spec.kind == "qusr" and spec.critic == "statistics" and self.upscaler().bundle.critic_path is None:
+        if spec.kind == "qusr" and spec.critic == "builtin" and self.upscaler().bundle.critic_path is None:
             return f"{spec.name} skipped: the model has no learned critic, so it already uses the statistics"
         return None
 
@@ -337,10 +334,10 @@ class MethodLoader:
         if spec.kind in TILING:
             return TiledNetMethod(spec, self._net(spec.kind), self.device, self.dtype, *TILING[spec.kind])
         upscaler = self.upscaler()
-        if spec.critic != "model":
+        if spec.critic != self.engine.critic:
             from qusr_cli.prior.critic import make_critic
 
             # a shallow copy shares the loaded networks; only the critic differs
             upscaler = copy.copy(upscaler)
-            upscaler.critic = make_critic("builtin") if spec.critic == "statistics" else None
+            upscaler.critic = make_critic(spec.critic)
         return QusrMethod(spec, upscaler, self.engine.seed)

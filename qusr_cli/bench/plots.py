@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from qusr_cli.bench.datasets import EvalSet, read_rgb, read_uint8, to_uint8
+from qusr_cli.bench.datasets import read_rgb, to_uint8
 from qusr_cli.bench.methods import MethodSpec, qusr_name
 from qusr_cli.errors import QusrError
+from qusr_cli.eval_sets import EvalSet
+from qusr_cli.imageio import read_rgb8
 
 CROP_SIDE = 48        # LR pixels: 192 output pixels per cell, shown 1:1
 SHEET_ROWS = 3
@@ -122,7 +124,7 @@ def crops_sheet(eval_set: EvalSet, specs: list[MethodSpec], out: Path, steps: in
         cells = [Image.fromarray(lr[top:top + side, left:left + side]).resize((4 * side, 4 * side),
                                                                               Image.Resampling.NEAREST)]
         for path in paths:
-            hr = read_uint8(path)
+            hr = read_rgb8(path)
             cells.append(Image.fromarray(hr[4 * top:4 * (top + side), 4 * left:4 * (left + side)]))
         rows.append((image.name, cells))
     if not rows:

@@ -31,19 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from qusr_cli.bench import report
-from qusr_cli.bench.datasets import (
-    REPO_ROOT,
-    EvalImage,
-    EvalSet,
-    list_images,
-    load_set,
-    read_rgb,
-    read_uint8,
-    save_png,
-    speed_inputs,
-    synthetic_set,
-    to_uint8,
-)
+from qusr_cli.bench.datasets import read_rgb, save_png, speed_inputs, synthetic_set, to_uint8
 from qusr_cli.bench.measure import (
     ExtraMetrics,
     core_metrics,
@@ -56,10 +44,11 @@ from qusr_cli.bench.measure import (
     timed,
 )
 from qusr_cli.bench.memory import memory_pass
-from qusr_cli.bench.methods import EngineConfig, ExternalMethod, MethodLoader, MethodSpec
+from qusr_cli.bench.methods import SCALE, EngineConfig, ExternalMethod, MethodLoader, MethodSpec
 from qusr_cli.errors import QusrError
+from qusr_cli.eval_sets import REPO_ROOT, EvalImage, EvalSet, list_images, load_set
+from qusr_cli.imageio import read_rgb8
 
-SCALE = 4
 WARMUP_SIDE = 64  # the untimed first call runs on a corner crop this size: it primes kernels cheaply
 REALESRGAN_FILE = "realesrgan-x4plus.safetensors"
 
@@ -195,7 +184,7 @@ class Bench:
                 found = method.find_output(out_dir, image.name)
                 if found is None:
                     raise QusrError(f"wrote no output for {image.name} into {{out}}")
-                pixels = read_uint8(found)
+                pixels = read_rgb8(found)
                 expected = tuple(SCALE * side for side in shapes[image.name])
                 if pixels.shape[:2] != expected:
                     raise QusrError(f"{found.name} is {pixels.shape[1]}x{pixels.shape[0]}, "
@@ -215,8 +204,8 @@ class Bench:
         core_missing = "niqe" not in scores or (has_gt and "psnr_y" not in scores)
         if not core_missing and not wanted_extras:
             return False
-        output = read_uint8(folder / f"{image.name}.png")
-        gt = read_uint8(image.gt) if has_gt else None
+        output = read_rgb8(folder / f"{image.name}.png")
+        gt = read_rgb8(image.gt) if has_gt else None
         if gt is not None and gt.shape != output.shape:
             raise QusrError(f"{image.gt}: ground truth is {gt.shape[1]}x{gt.shape[0]}, the output "
                             f"{output.shape[1]}x{output.shape[0]}")
@@ -343,7 +332,7 @@ def _imported_output(folder: Path, name: str, lr_size) -> tuple[Path, np.ndarray
     """``folder/<name>.<ext>`` when it exists and is exactly 4x the LR image; anything else is not its output."""
     for path in list_images(folder) if folder.is_dir() else []:
         if path.stem == name:
-            pixels = read_uint8(path)
+            pixels = read_rgb8(path)
             if pixels.shape[:2] == (SCALE * lr_size[0], SCALE * lr_size[1]):
                 return path, pixels
     return None

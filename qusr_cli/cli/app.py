@@ -8,15 +8,15 @@ import typer
 
 from qusr_cli import __version__
 from qusr_cli.cli.bench_cmd import bench
-from qusr_cli.cli.common import one_line_errors, setup_logging
+from qusr_cli.cli.common import command_group, command_logging
 from qusr_cli.cli.explain_cmd import explain
 from qusr_cli.cli.info_cmd import info
 from qusr_cli.cli.train_cmd import train_app
 from qusr_cli.cli.upscale_cmd import batch, upscale
 from qusr_cli.cli.weights_cmd import weights_app
 
-app = typer.Typer(help="qusr: 4x upscaling of real-world photos, honest about what it invents.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app = command_group(help="qusr: 4x upscaling of real-world photos, honest about what it invents.",
+                    pretty_exceptions_enable=False, add_completion=False)
 
 
 def _version(value: bool) -> None:
@@ -26,9 +26,10 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+def root(context: typer.Context,
+         version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                 help="Print the version and exit.")] = False) -> None:
-    setup_logging()
+    context.with_resource(command_logging())
 
 
 app.command()(upscale)
@@ -41,8 +42,5 @@ app.add_typer(train_app, name="train")
 
 
 def main() -> None:
-    try:
-        with one_line_errors():
-            app()
-    except typer.Exit as exc:  # raised outside Typer's own handling, so exit here without a traceback
-        raise SystemExit(exc.exit_code) from None
+    # Errors become one line inside every command group (cli/common.py: QusrGroup), the one boundary.
+    app()

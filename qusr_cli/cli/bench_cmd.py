@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from qusr_cli.cli import options as opt
-from qusr_cli.cli.common import one_line_errors
-from qusr_cli.errors import QusrError
+from qusr_cli.cli.common import parse_numbers
+from qusr_cli.cli.groups import grouped
+from qusr_cli.options import EngineOptions
 
 DEFAULT_SETS = ("realset65", "imagenet-val32")
 
 
-def parse_int_list(text: str, option: str, minimum: int = 1) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise QusrError(f"{option}: expected comma-separated whole numbers, got {text!r}") from None
-    if any(v < minimum for v in values):
-        raise QusrError(f"{option}: every value must be at least {minimum}")
-    return values
-
-
+@grouped(engine=opt.ENGINE.without(critic="auto", allow_download=False))
 def bench(
     sets: Annotated[list[str] | None, typer.Option(
         "--set", help="Evaluation set: a name under ../shared/data/eval/ (from the repository or the working "
@@ -63,28 +56,29 @@ def bench(
                                                      "are installed.")] = True,
     plots: Annotated[bool, typer.Option(help="Write PNG charts (needs matplotlib: the bench extra).")] = True,
     seed: opt.Seed = 0,
-    device: opt.Device = opt.DeviceName.auto, dtype: opt.Dtype = opt.DtypeName.auto,
-    threads: opt.Threads = None, model: opt.Model = None, weights: opt.Weights = None,
+    *,
+    engine: EngineOptions,
 ) -> None:
-    """Benchmark quality (PSNR/SSIM/NIQE) and speed (time, memory, FLOPs) against baselines."""
-    with one_line_errors():
-        from qusr_cli.bench.memory import parse_sizes
-        from qusr_cli.bench.methods import EngineConfig, plan_methods
-        from qusr_cli.bench.runner import Bench, BenchConfig
+    """Benchmark quality (PSNR/SSIM/NIQE) and speed (time, memory, FLOPs) against baselines.
 
-        specs = plan_methods([m.strip() for m in methods.split(",") if m.strip()],
-                             steps_list=parse_int_list(steps_list, "--steps-list"), ablations=ablations,
-                             candidates_list=parse_int_list(candidates_list, "--candidates-list"),
-                             ablation_steps=ablation_steps, externals=external or [])
-        engine = EngineConfig(model=model, weights=str(weights) if weights else None, device=device.value,
-                              dtype=dtype.value, threads=threads, seed=seed,
-                              realesrgan_weights=str(realesrgan_weights) if realesrgan_weights else None)
-        config = BenchConfig(sets=list(sets or DEFAULT_SETS), methods=specs, out=out, engine=engine, limit=limit,
-                             synthetic=list(synthetic or []),
-                             speed_sizes=parse_int_list(speed_sizes, "--speed-sizes", minimum=8),
-                             speed_repeats=speed_repeats, memory_sizes=parse_sizes(memory_sizes), reuse=reuse, realesrgan_outputs=realesrgan_outputs,
-                             extra_metrics=extra_metrics, plots=plots, ablation_steps=ablation_steps)
-        results = Bench(config, log=lambda text: typer.echo(f"qusr bench: {text}", err=True)).run()
-        typer.echo((out / "report.md").read_text())
-        typer.echo(f"qusr bench: wrote {out / 'report.md'}, {out / 'results.json'}"
-                   + "".join(f", {p}" for p in results["plots"]), err=True)
+    Example: qusr bench --set realset65 --methods bicubic,aux,qusr --limit 8 --speed-sizes ''
+    """
+    from qusr_cli.bench.memory import parse_sizes
+    from qusr_cli.bench.methods import EngineConfig, plan_methods
+    from qusr_cli.bench.runner import Bench, BenchConfig
+
+    specs = plan_methods([m.strip() for m in methods.split(",") if m.strip()],
+                         steps_list=parse_numbers(steps_list, "--steps-list", minimum=1), ablations=ablations,
+                         candidates_list=parse_numbers(candidates_list, "--candidates-list", minimum=1),
+                         ablation_steps=ablation_steps, externals=external or [])
+    engine = EngineConfig(**{**asdict(engine), "weights": str(engine.weights) if engine.weights else None},
+                          seed=seed, realesrgan_weights=str(realesrgan_weights) if realesrgan_weights else None)
+    config = BenchConfig(sets=list(sets or DEFAULT_SETS), methods=specs, out=out, engine=engine, limit=limit,
+                         synthetic=list(synthetic or []),
+                         speed_sizes=parse_numbers(speed_sizes, "--speed-sizes", minimum=8),
+                         speed_repeats=speed_repeats, memory_sizes=parse_sizes(memory_sizes), reuse=reuse, realesrgan_outputs=realesrgan_outputs,
+                         extra_metrics=extra_metrics, plots=plots, ablation_steps=ablation_steps)
+    results = Bench(config, log=lambda text: typer.echo(f"qusr bench: {text}", err=True)).run()
+    typer.echo((out / "report.md").read_text())
+    typer.echo(f"qusr bench: wrote {out / 'report.md'}, {out / 'results.json'}"
+               + "".join(f", {p}" for p in results["plots"]), err=True)

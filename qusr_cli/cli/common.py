@@ -1,4 +1,4 @@
-"""What every qusr command shares: one-line errors, warnings on stderr, the stderr console."""
+"""What every qusr command shares: the one error boundary, warnings on stderr, the stderr console."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
-from qusr_cli.errors import QusrError
+from qusr_cli.errors import InputError, QusrError
 
 stderr = Console(stderr=True, highlight=False)
 
@@ -19,13 +20,25 @@ class _OneLineHandler(logging.Handler):
         typer.echo(f"qusr: {record.getMessage()}", err=True)
 
 
-def setup_logging() -> None:
-    """Library warnings (placeholder model, halved tiles, missing encoder) become 'qusr: …' lines."""
+@contextmanager
+def command_logging() -> Iterator[None]:
+    """For one command, library warnings (halved tiles, missing encoder) become 'qusr: …' lines.
+
+    The ``qusr`` logger is restored afterwards: a library must not stay configured by one command for
+    the next, or for a program that runs several commands in one process (tests, notebooks).
+    """
     logger = logging.getLogger("qusr")
-    if not any(isinstance(h, _OneLineHandler) for h in logger.handlers):
-        logger.addHandler(_OneLineHandler())
+    handler = _OneLineHandler()
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @contextmanager
@@ -39,3 +52,28 @@ def one_line_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         typer.echo("qusr: interrupted", err=True)
         raise typer.Exit(130) from None
+
+
+class QusrGroup(TyperGroup):
+    """The error boundary: every command of a group made by :func:`command_group` runs inside
+    :func:`one_line_errors`, whether the group is ``qusr`` itself or a sub-app run on its own."""
+
+    def invoke(self, ctx):
+        with one_line_errors():
+            return super().invoke(ctx)
+
+
+def command_group(**settings) -> typer.Typer:
+    """A Typer app whose commands share the error boundary (``qusr``, ``qusr weights``, ``qusr train``)."""
+    return typer.Typer(cls=QusrGroup, no_args_is_help=True, **settings)
+
+
+def parse_numbers(text: str, option: str, kind: type = int, minimum: float | None = None) -> list:
+    """A comma-separated list option ("1,2,4"; "" is empty) as numbers of ``kind``, each at least ``minimum``."""
+    try:
+        values = [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"{option}: expected comma-separated {kind.__name__}s, got {text!r}") from None
+    if minimum is not None and any(v < minimum for v in values):
+        raise InputError(f"{option}: every value must be at least {minimum}")
+    return values

@@ -12,49 +12,50 @@ from rich.panel import Panel
 from rich.table import Table
 
 from qusr_cli.cli import options as opt
-from qusr_cli.cli.common import one_line_errors
+from qusr_cli.cli.groups import grouped
 from qusr_cli.heatmaps import save_explanation
 from qusr_cli.imageio import read_image
-from qusr_cli.loading import load_upscaler
-from qusr_cli.upscaler import UpscaleOptions
+from qusr_cli.options import EngineOptions, UpscaleOptions
 
 
+@grouped(engine=opt.ENGINE.without(dtype="fp32"),
+         options=opt.SAMPLING.without(steps=5, seed=0, color_fix="wavelet", candidates=1, select="niqe"))
 def explain(
     source: Annotated[Path, typer.Argument(help="Input image.", show_default=False)],
     output_dir: Annotated[Path | None, typer.Option("-o", "--output-dir", help="Where the maps go (default: next to the input).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a panel.")] = False,
-    prompt: opt.Prompt = None, prompt_mode: opt.PromptModeOpt = opt.PromptMode.extend,
-    critic: opt.Critic = opt.CriticKind.builtin, device: opt.Device = opt.DeviceName.auto,
-    tile: opt.Tile = None, model: opt.Model = None, weights: opt.Weights = None, threads: opt.Threads = None,
-    max_pixels: opt.MaxPixels = None, download: opt.Download = True,
+    max_pixels: opt.MaxPixels = None,
+    *,
+    engine: EngineOptions,
+    options: UpscaleOptions,
 ) -> None:
-    """Write the uncertainty and noise-weight maps and g(y); print the quality report and critique."""
-    with one_line_errors():
-        image = read_image(source, max_pixels=max_pixels)
-        upscaler = load_upscaler(model, weights=weights, device=device.value, dtype="fp32", threads=threads,
-                                 critic=critic.value, allow_download=download)
-        explanation = upscaler.explain(image.rgb, UpscaleOptions(tile=tile, prompt=prompt,
-                                                                 prompt_mode=prompt_mode.value))
-        folder = output_dir or source.with_name(source.stem + "_explain")
-        settings = upscaler.bundle.settings
-        written = save_explanation(explanation, folder, source.stem, settings.floor, settings.psi_max)
-        critic_result = explanation.prior.critic
-        weight = explanation.weight
-        summary = {
-            "input": str(source),
-            "critic": critic_result.source if critic_result else None,
-            "report": critic_result.report.to_dict() if critic_result and critic_result.report else None,
-            "critique": critic_result.critique if critic_result else None,
-            "prior_text": explanation.prior.text,
-            "uncertainty_mean": round(explanation.psi.mean().item(), 5),
-            "noise_weight_mean": round(weight.mean().item(), 4),
-            "full_noise_fraction": round((weight >= 0.999).float().mean().item(), 4),
-            "files": [str(p) for p in written],
-        }
-        if as_json:
-            typer.echo(json.dumps(summary, indent=2))
-            return
-        _print_panel(summary)
+    """Write the uncertainty and noise-weight maps and g(y); print the quality report and critique.
+
+    Example: qusr explain photo.jpg --critic builtin --json
+    """
+    image = read_image(source, max_pixels=max_pixels)
+    upscaler = engine.load()
+    explanation = upscaler.explain(image.rgb, options)
+    folder = output_dir or source.with_name(source.stem + "_explain")
+    settings = upscaler.bundle.settings
+    written = save_explanation(explanation, folder, source.stem, settings.floor, settings.psi_max)
+    critic_result = explanation.prior.critic
+    weight = explanation.weight
+    summary = {
+        "input": str(source),
+        "critic": critic_result.source if critic_result else None,
+        "report": critic_result.report.to_dict() if critic_result and critic_result.report else None,
+        "critique": critic_result.critique if critic_result else None,
+        "prior_text": explanation.prior.text,
+        "uncertainty_mean": round(explanation.psi.mean().item(), 5),
+        "noise_weight_mean": round(weight.mean().item(), 4),
+        "full_noise_fraction": round((weight >= 0.999).float().mean().item(), 4),
+        "files": [str(p) for p in written],
+    }
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    _print_panel(summary)
 
 
 def _print_panel(summary: dict) -> None:

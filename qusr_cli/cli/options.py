@@ -1,4 +1,5 @@
-"""Options shared by `upscale`, `batch` and `explain`, declared once."""
+"""Options shared by several commands, declared once: single aliases and the option groups that fill
+``EngineOptions`` (model and device), ``UpscaleOptions`` (sampling) and ``LoopConfig`` (training loop)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from qusr_cli.upscaler import UpscaleOptions
+from qusr_cli.cli.groups import OptionGroup
+from qusr_cli.options import EngineOptions, UpscaleOptions
 
 
 class ColorFix(str, Enum):
@@ -18,7 +20,11 @@ class ColorFix(str, Enum):
 
 
 class CriticKind(str, Enum):
+    """The engine's critic vocabulary (``loading.ENGINE_CRITICS``)."""
+
+    auto = "auto"
     builtin = "builtin"
+    learned = "learned"
     mllm = "mllm"
     none = "none"
 
@@ -46,27 +52,77 @@ class DtypeName(str, Enum):
     bf16 = "bf16"
 
 
-Steps = Annotated[int, typer.Option(min=1, max=50, help="Diffusion steps (one checkpoint serves 1-50).")]
 Scale = Annotated[float, typer.Option(min=0.1, max=16.0, help="Final scale; the model runs at 4x, then resizes.")]
 Seed = Annotated[int, typer.Option(help="Noise seed: same seed, same output on one device.")]
 Device = Annotated[DeviceName, typer.Option(help="auto picks CUDA, then MPS, then the CPU.")]
 Dtype = Annotated[DtypeName, typer.Option(help="auto: bf16/fp16 on CUDA, bf16 on CPUs with native bf16, else fp32.")]
 Tile = Annotated[int | None, typer.Option(min=32, help="LR tile size in pixels (default: from free memory).")]
-Color = Annotated[ColorFix, typer.Option("--color-fix", help="Colour correction against g(y).")]
 Prompt = Annotated[str | None, typer.Option(help="Your own words about the photo, added to the critique.")]
 PromptModeOpt = Annotated[PromptMode, typer.Option("--prompt-mode", help="extend or replace the critique.")]
-Critic = Annotated[CriticKind, typer.Option(help="Who writes the quality critique.")]
 Model = Annotated[str | None, typer.Option(help="Model name from weights.toml (default: its default).")]
 Weights = Annotated[Path | None, typer.Option(help="weights.toml or checkpoint folder (or $QUSR_WEIGHTS).")]
 Threads = Annotated[int | None, typer.Option(min=1, help="CPU threads (default: $QUSR_THREADS or all cores).")]
 MaxPixels = Annotated[int | None, typer.Option(min=1, help="Largest input in pixels (default: Pillow's guard).")]
-Candidates = Annotated[int, typer.Option(min=1, max=16, help="Best of N: draw N samples, keep the one --select likes most.")]
-Select = Annotated[Selector, typer.Option(help="No-reference score that picks among --candidates.")]
-Download = Annotated[bool, typer.Option("--download/--no-download",
-                                        help="Fetch missing weights from the Hub (local files are always used first).")]
 
 
-def upscale_options(steps: int, seed: int, tile: int | None, color_fix: ColorFix, prompt: str | None,
-                    prompt_mode: PromptMode, candidates: int = 1) -> UpscaleOptions:
-    return UpscaleOptions(steps=steps, seed=seed, tile=tile, color_fix=color_fix.value, prompt=prompt,
-                          prompt_mode=prompt_mode.value, candidates=candidates)
+ENGINE = OptionGroup(EngineOptions, {
+    "model": (Model, None),
+    "weights": (Weights, None),
+    "device": (Device, DeviceName.auto),
+    "dtype": (Dtype, DtypeName.auto),
+    "threads": (Threads, None),
+    "critic": (Annotated[CriticKind, typer.Option(
+        help="Who writes the quality critique: auto (the model's learned critic, else builtin), builtin "
+             "(image statistics), learned, mllm or none.")], CriticKind.auto),
+    "allow_download": (Annotated[bool, typer.Option(
+        "--download/--no-download", help="Fetch missing weights from the Hub (local files are always used "
+                                         "first).")], True),
+}, panel="Model and device")
+
+SAMPLING = OptionGroup(UpscaleOptions, {
+    "steps": (Annotated[int, typer.Option(min=1, max=50, help="Diffusion steps (one checkpoint serves 1-50).")], 5),
+    "seed": (Seed, 0),
+    "tile": (Tile, None),
+    "color_fix": (Annotated[ColorFix, typer.Option("--color-fix", help="Colour correction against g(y).")],
+                  ColorFix.wavelet),
+    "prompt": (Prompt, None),
+    "prompt_mode": (PromptModeOpt, PromptMode.extend),
+    "candidates": (Annotated[int, typer.Option(
+        min=1, max=16, help="Best of N: draw N samples, keep the one --select likes most.")], 1),
+    "select": (Annotated[Selector, typer.Option(help="No-reference score that picks among --candidates.")],
+               Selector.niqe),
+}, panel="Sampling")
+
+
+def _loop_config(*, warmup: int, **values):
+    import torch
+
+    from qusr_cli.train.loop import LoopConfig
+
+    # Seeded before the task builds its model, so the initial weights repeat too.
+    torch.manual_seed(values["seed"])
+    return LoopConfig(warmup=min(warmup, max(1, values["steps"] // 10)), **values)
+
+
+Batch = Annotated[int, typer.Option("--batch", min=1, help="Crops per step.")]
+TrainThreads = Annotated[int, typer.Option("--threads", min=1, help="PyTorch threads (1 is fastest on a busy CPU).")]
+TrainDevice = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+TrainSeed = Annotated[int, typer.Option("--seed", help="Seeds crops, degradations and the loop.")]
+Amp = Annotated[str, typer.Option("--amp", help="auto (bf16 on CUDA only), bf16, fp16 or none.")]
+
+LOOP = OptionGroup(_loop_config, {
+    "steps": (Annotated[int, typer.Option("--steps", min=1, help="Total optimizer steps.")], 2000),
+    "batch": (Batch, 16),
+    "lr": (Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate.")], 2e-4),
+    "threads": (TrainThreads, 1),
+    "device": (TrainDevice, "auto"),
+    "seed": (TrainSeed, 0),
+    "val_every": (Annotated[int, typer.Option("--val-every", min=0,
+                                              help="Validate every N steps (0: never).")], 500),
+    "save_every": (Annotated[int, typer.Option("--save-every", min=1,
+                                               help="Save weights + resume state every N steps.")], 100),
+    "num_workers": (Annotated[int, typer.Option("--workers", min=0,
+                                                help="DataLoader worker processes for degradations.")], 1),
+    "warmup": (Annotated[int, typer.Option("--warmup", min=0, help="Linear warm-up steps.")], 100),
+    "amp": (Amp, "auto"),
+}, panel="Training loop")

@@ -6,8 +6,8 @@ Each command writes ``<out>/<role>.safetensors`` (EMA weights, fp16, loadable by
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterator
+import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from enum import Enum
@@ -17,12 +17,15 @@ from typing import Annotated
 import torch
 import typer
 
-from qusr_cli.cli.common import one_line_errors
+from qusr_cli.cli import options as opt
+from qusr_cli.cli.common import command_group, parse_numbers
+from qusr_cli.cli.groups import grouped
 from qusr_cli.errors import InputError
 from qusr_cli.train.dataset import DegradedCrops, make_loader
 from qusr_cli.train import distributed
 from qusr_cli.train.loop import LoopConfig, train
-from qusr_cli.train.validate import DEFAULT_VAL_DIR, load_pairs, niqe_fits
+from qusr_cli.train.validate import DEFAULT_VAL_SET, load_pairs, niqe_fits
+from qusr_cli.weights.header import DenoiserSources, TrainingData
 
 
 class AuxUpsample(str, Enum):
@@ -37,8 +40,7 @@ class ResidualBase(str, Enum):
     none = "none"
 
 
-train_app = typer.Typer(help="Train the aux net, the learned critic or the denoiser on a folder of HR photos.",
-                        no_args_is_help=True)
+train_app = command_group(help="Train the aux net, the learned critic or the denoiser on a folder of HR photos.")
 
 
 @train_app.callback()
@@ -48,30 +50,11 @@ def _under_torchrun() -> None:
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Folder of clean HR photos.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Run folder: checkpoint, log.jsonl, resume state.")]
-StepsOpt = Annotated[int, typer.Option("--steps", min=1, help="Total optimizer steps.")]
-BatchOpt = Annotated[int, typer.Option("--batch", min=1, help="Crops per step.")]
 CropOpt = Annotated[int, typer.Option("--crop", min=16, help="HR crop size (multiple of 4; LR is crop/4).")]
-LrOpt = Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate.")]
-ThreadsOpt = Annotated[int, typer.Option("--threads", min=1, help="PyTorch threads (1 is fastest on a busy CPU).")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seeds crops, degradations and the loop.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from <out>/resume if present.")]
-ValEveryOpt = Annotated[int, typer.Option("--val-every", min=0, help="Validate every N steps (0: never).")]
-SaveEveryOpt = Annotated[int, typer.Option("--save-every", min=1, help="Save weights + resume state every N steps.")]
-WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="DataLoader worker processes for degradations.")]
-WarmupOpt = Annotated[int, typer.Option("--warmup", min=0, help="Linear warm-up steps.")]
-AmpOpt = Annotated[str, typer.Option("--amp", help="auto (bf16 on CUDA only), bf16, fp16 or none.")]
-ValDirOpt = Annotated[Path, typer.Option("--val-dir", help="Paired lq/ gt/ folder for validation.")]
+ValDirOpt = Annotated[str, typer.Option(
+    "--val-dir", help="Paired lq/ gt/ set for validation: a folder, or a set name under ../shared/data/eval/.")]
 MaxImagesOpt = Annotated[int, typer.Option("--max-images", min=0, help="Use only the first N photos (0: all).")]
-
-
-def _numbers(text: str, kind: type) -> tuple:
-    try:
-        return tuple(kind(part) for part in text.split(","))
-    except ValueError:
-        raise typer.BadParameter(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
-
-
 MinDetailOpt = Annotated[float, typer.Option(
     "--min-detail", min=0.0, help="Redraw HR crops whose mean neighbour difference (8-bit luma levels) is "
                                   "below this (0: keep every crop).")]
@@ -81,15 +64,6 @@ LightShareOpt = Annotated[float, typer.Option(
 HrScalesOpt = Annotated[str, typer.Option(
     "--hr-scales", help="Photos are also shrunk by these factors and crops drawn from every level "
                         "(1: as they are).")]
-
-
-def _one_line_errors(command: Callable) -> Callable:
-    """Run a command inside :func:`one_line_errors`, as the other commands do."""
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        with one_line_errors():
-            return command(*args, **kwargs)
-    return wrapper
 
 
 @contextmanager
@@ -106,60 +80,54 @@ def _crops(data: Path, **options) -> DegradedCrops:
         return DegradedCrops(data, **options)
 
 
-def _loop_config(steps: int, batch: int, lr: float, threads: int, device: str, seed: int, val_every: int,
-                 save_every: int, workers: int, warmup: int, amp: str) -> LoopConfig:
-    # Seeded before the task builds its model, so the initial weights repeat too.
-    torch.manual_seed(seed)
-    return LoopConfig(steps=steps, batch=batch, lr=lr, threads=threads, device=device, seed=seed,
-                      val_every=val_every, save_every=save_every, num_workers=workers,
-                      warmup=min(warmup, max(1, steps // 10)), amp=amp)
-
-
-def _pairs(val_dir: Path, val_every: int):
-    return load_pairs(val_dir) if val_every and (val_dir / "lq").is_dir() else None
+def _pairs(val_dir: str, val_every: int):
+    """The validation pairs, or None when validation is off or the set is not on this machine."""
+    if not val_every:
+        return None
+    try:
+        return load_pairs(val_dir)
+    except InputError as exc:
+        typer.echo(f"qusr: no validation: {exc}", err=True)
+        return None
 
 
 def _train(task, dataset: DegradedCrops, data: Path, out: Path, crop: int, config: LoopConfig, resume: bool,
            extra: dict | None = None) -> None:
-    info = {"data": str(data.resolve()), "crop": crop, "images": len(dataset.images),
-            "hr_scales": list(dataset.hr_scales), "min_detail": dataset.min_detail,
-            "degradation": dataset.config.as_dict(), "light_share": dataset.light_share,
-            **({"light_degradation": dataset.light_config.as_dict()} if dataset.light_share else {}),
-            **(extra or {})}
+    record = TrainingData(data=str(data), crop=crop, images=len(dataset.images), hr_scales=list(dataset.hr_scales),
+                          min_detail=dataset.min_detail, degradation=dataset.config.as_dict(),
+                          light_share=dataset.light_share, light_degradation=dataset.light_config.as_dict())
     path = train(task, lambda start: make_loader(dataset, config.batch, start, config.steps, config.num_workers),
-                 config, out, resume=resume, info=info)
+                 config, out, resume=resume, info={**record.to_info(), **(extra or {})})
     typer.echo(str(path))
 
 
 @train_app.command("aux")
-@_one_line_errors
-def aux_command(data: DataOpt, out: OutOpt, steps: StepsOpt = 2000, batch: BatchOpt = 16, crop: CropOpt = 256,
-                lr: LrOpt = 5e-4, threads: ThreadsOpt = 1, device: DeviceOpt = "auto", seed: SeedOpt = 0,
-                resume: ResumeOpt = True, val_every: ValEveryOpt = 500, save_every: SaveEveryOpt = 100,
-                workers: WorkersOpt = 1, warmup: WarmupOpt = 100, amp: AmpOpt = "auto",
-                val_dir: ValDirOpt = DEFAULT_VAL_DIR, max_images: MaxImagesOpt = 0,
+@grouped(config=opt.LOOP.with_defaults(steps=2000, batch=16, lr=5e-4, val_every=500, warmup=100))
+def aux_command(data: DataOpt, out: OutOpt, config: LoopConfig, crop: CropOpt = 256, resume: ResumeOpt = True,
+                val_dir: ValDirOpt = DEFAULT_VAL_SET, max_images: MaxImagesOpt = 0,
                 hr_scales: HrScalesOpt = "1,0.7,0.5,0.35", min_detail: MinDetailOpt = 6.0,
                 light_share: LightShareOpt = 0.0,
                 num_feat: Annotated[int, typer.Option("--width", help="CompactSR channels.")] = 48,
                 num_conv: Annotated[int, typer.Option("--depth", help="CompactSR 3x3 conv layers.")] = 10,
                 upsample: Annotated[AuxUpsample, typer.Option(
                     "--upsample", help="What g's output is a residual over.")] = AuxUpsample.bicubic) -> None:
-    """Auxiliary fidelity net g (CompactSR), L1 to the HR crop."""
+    """Auxiliary fidelity net g (CompactSR), L1 to the HR crop.
+
+    Example: qusr train aux --data ../shared/data/train --out runs/aux --steps 3000
+    """
     from qusr_cli.train.aux import AuxTask
 
-    config = _loop_config(steps, batch, lr, threads, device, seed, val_every, save_every, workers, warmup, amp)
-    task = AuxTask(num_feat=num_feat, num_conv=num_conv, upsample=upsample.value, val_pairs=_pairs(val_dir, val_every))
-    dataset = _crops(data, crop=crop, seed=seed, images=slice(max_images or None),
-                     hr_scales=_numbers(hr_scales, float), min_detail=min_detail, light_share=light_share)
+    task = AuxTask(num_feat=num_feat, num_conv=num_conv, upsample=upsample.value,
+                   val_pairs=_pairs(val_dir, config.val_every))
+    dataset = _crops(data, crop=crop, seed=config.seed, images=slice(max_images or None),
+                     hr_scales=tuple(parse_numbers(hr_scales, "--hr-scales", float)), min_detail=min_detail,
+                     light_share=light_share)
     _train(task, dataset, data, out, crop, config, resume)
 
 
 @train_app.command("critic")
-@_one_line_errors
-def critic_command(data: DataOpt, out: OutOpt, steps: StepsOpt = 600, batch: BatchOpt = 32, crop: CropOpt = 256,
-                   lr: LrOpt = 1e-3, threads: ThreadsOpt = 1, device: DeviceOpt = "auto", seed: SeedOpt = 0,
-                   resume: ResumeOpt = True, val_every: ValEveryOpt = 200, save_every: SaveEveryOpt = 100,
-                   workers: WorkersOpt = 1, warmup: WarmupOpt = 50, amp: AmpOpt = "auto",
+@grouped(config=opt.LOOP.with_defaults(steps=600, batch=32, lr=1e-3, val_every=200, warmup=50))
+def critic_command(data: DataOpt, out: OutOpt, config: LoopConfig, crop: CropOpt = 256, resume: ResumeOpt = True,
                    light_share: LightShareOpt = 0.0,
                    held_out: Annotated[int, typer.Option("--held-out", min=1,
                                                          help="Degraded crops of held-out photos to score.")] = 192,
@@ -168,47 +136,74 @@ def critic_command(data: DataOpt, out: OutOpt, steps: StepsOpt = 600, batch: Bat
 
     Every 12th photo (from the 6th) is held out of training; validation scores the critic on fixed
     degraded crops of those.
+
+    Example: qusr train critic --data ../shared/data/train --out runs/critic --steps 600
     """
     from qusr_cli.train.critic import CriticTask, held_out_images
     from qusr_cli.train.dataset import fixed_batch, list_images
 
-    config = _loop_config(steps, batch, lr, threads, device, seed, val_every, save_every, workers, warmup, amp)
     with _data_errors():
-        count = len(list_images(data))
-    holdout = held_out_images(count)
-    train_images = [i for i in range(count) if i not in holdout]
-    evaluation = fixed_batch(_crops(data, crop=crop, seed=seed + 1_000_003, images=holdout,
+        photos = list_images(data)
+    holdout = held_out_images(len(photos))
+    train_images = [i for i in range(len(photos)) if i not in holdout]
+    evaluation = fixed_batch(_crops(data, crop=crop, seed=config.seed + 1_000_003, images=holdout,
                                     light_share=light_share), range(held_out))
     task = CriticTask(width=width, held_out=evaluation)
-    dataset = _crops(data, crop=crop, seed=seed, images=train_images, light_share=light_share)
-    _train(task, dataset, data, out, crop, config, resume,
-           {"held_out_images": [list_images(data)[i].name for i in holdout]})
+    dataset = _crops(data, crop=crop, seed=config.seed, images=train_images, light_share=light_share)
+    _train(task, dataset, data, out, crop, config, resume, {"held_out_images": [photos[i].name for i in holdout]})
+
+
+def _denoiser_arch(name: str) -> str:
+    from qusr_cli.archs import REGISTRY
+
+    if name not in REGISTRY.names("denoiser"):
+        raise typer.BadParameter(f"{name!r} is no denoiser architecture (registered: "
+                                 f"{', '.join(REGISTRY.names('denoiser'))})")
+    return name
+
+
+def _arch_options(pairs: list[str]) -> dict:
+    """KEY=VALUE pairs, each VALUE read as JSON when it parses (numbers, lists, true/false), else as text."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise InputError(f"--arch-option {pair!r}: expected KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
 
 
 @train_app.command("denoiser")
-@_one_line_errors
-def denoiser_command(data: DataOpt, out: OutOpt,
+@grouped(config=opt.LOOP.with_defaults(steps=4000, batch=8, lr=2e-4, val_every=500, warmup=200))
+def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig,
                      aux: Annotated[Path, typer.Option("--aux", help="Trained aux checkpoint (frozen g).")],
-                     steps: StepsOpt = 4000, batch: BatchOpt = 8, crop: CropOpt = 256, lr: LrOpt = 2e-4,
-                     threads: ThreadsOpt = 1, device: DeviceOpt = "auto", seed: SeedOpt = 0,
-                     resume: ResumeOpt = True, val_every: ValEveryOpt = 500, save_every: SaveEveryOpt = 100,
-                     workers: WorkersOpt = 1, warmup: WarmupOpt = 200, amp: AmpOpt = "auto",
-                     val_dir: ValDirOpt = DEFAULT_VAL_DIR, max_images: MaxImagesOpt = 0,
+                     crop: CropOpt = 256, resume: ResumeOpt = True,
+                     val_dir: ValDirOpt = DEFAULT_VAL_SET, max_images: MaxImagesOpt = 0,
                      hr_scales: HrScalesOpt = "1,0.7,0.5,0.35", min_detail: MinDetailOpt = 6.0,
                      light_share: LightShareOpt = 0.0,
                      critic: Annotated[Path | None, typer.Option(
                          "--critic", help="Learned critic checkpoint; without it every prior is written "
                                           "from the true parameters.")] = None,
-                     width: Annotated[int, typer.Option("--width", help="UNet base width.")] = 32,
+                     arch: Annotated[str, typer.Option(
+                         "--arch", callback=_denoiser_arch, help="Registered denoiser architecture to build.")]
+                     = "unet",
+                     arch_option: Annotated[list[str] | None, typer.Option(
+                         "--arch-option", help="KEY=VALUE passed to the architecture's constructor (repeatable).")]
+                     = None,
+                     width: Annotated[int | None, typer.Option(
+                         "--width", help="UNet base width (--arch-option base_width=N).")] = None,
+                     channel_mult: Annotated[str | None, typer.Option(
+                         "--channel-mult", help="UNet width multipliers per level, e.g. 1,2,2.")] = None,
                      aux_error: Annotated[float | None, typer.Option(
                          "--aux-error", min=1e-3, help="σ_g of the blend: RMS error of g on [0, 1] pixels "
                                                        "(default: measured on 64 training crops).")] = None,
                      residual_base: Annotated[ResidualBase, typer.Option(
-                         "--residual-base", help="What the UNet's output is added to: blend (of x_τ and g, "
+                         "--residual-base", help="What the net's output is added to: blend (of x_τ and g, "
                                                  "weighted by their noise), aux (g), up (bicubic) or none.")]
                      = ResidualBase.blend,
-                     channel_mult: Annotated[str, typer.Option("--channel-mult", help="Width multipliers per level.")]
-                     = "1,2,2",
                      fft_weight: Annotated[float, typer.Option("--fft-weight", help="λ of the FFT-magnitude L1.")]
                      = 0.05,
                      null_prob: Annotated[float, typer.Option("--null-prob", help="Share of null-prior samples.")]
@@ -223,47 +218,53 @@ def denoiser_command(data: DataOpt, out: OutOpt,
                      last_noise_scale: Annotated[float, typer.Option(
                          "--last-noise-scale", min=0.0, help="Sampling: the same for the step into τ = 0, whose "
                                                              "noise the last call cannot remove.")] = 0.0) -> None:
-    """Residual-shift denoiser, with the frozen aux net g and critique priors."""
+    """Residual-shift denoiser, with the frozen aux net g and critique priors.
+
+    Example: qusr train denoiser --data ../shared/data/train --aux runs/aux/aux.safetensors --out runs/den
+    """
     from qusr_cli.prior.learned_critic import LearnedCritic
     from qusr_cli.train.denoiser import DenoiserTask, measure_aux_error
-    from qusr_cli.uncertainty import DEFAULT_FLOOR, DEFAULT_PSI_MAX
     from qusr_cli.weights.checkpoint import load_checkpoint
 
-    config = _loop_config(steps, batch, lr, threads, device, seed, val_every, save_every, workers, warmup, amp)
+    arch_config = _arch_options(arch_option or [])
+    if width is not None:
+        arch_config["base_width"] = width
+    if channel_mult is not None:
+        arch_config["channel_mult"] = tuple(parse_numbers(channel_mult, "--channel-mult", int))
     encoder = None
     if text:
         from qusr_cli.prior.text_encoder import TextEncoder
 
-        encoder = TextEncoder(source="minilm").encode
+        encoder = TextEncoder(source="minilm")
     aux_net = load_checkpoint(aux, role="aux")
-    dataset = _crops(data, crop=crop, seed=seed, images=slice(max_images or None),
-                     hr_scales=_numbers(hr_scales, float), min_detail=min_detail, light_share=light_share)
+    dataset = _crops(data, crop=crop, seed=config.seed, images=slice(max_images or None),
+                     hr_scales=tuple(parse_numbers(hr_scales, "--hr-scales", float)), min_detail=min_detail,
+                     light_share=light_share)
     if aux_error is None and residual_base is ResidualBase.blend:
         aux_error = measure_aux_error(aux_net, dataset)
         typer.echo(f"σ_g of g on 64 training crops: {aux_error:.4f}")
-    task = DenoiserTask(aux_net, encoder,
-                        critic=LearnedCritic(critic) if critic else None, base_width=width,
-                        channel_mult=_numbers(channel_mult, int), residual_base=residual_base.value,
-                        fft_weight=fft_weight, **({} if aux_error is None else {"aux_error": aux_error}),
-                        null_prob=null_prob, critic_prob=critic_prob, val_pairs=_pairs(val_dir, val_every),
-                        noise_scale=noise_scale, last_noise_scale=last_noise_scale)
-    # The engine reads these two entries back from the header to sample as the denoiser was trained.
-    diffusion = {"floor": DEFAULT_FLOOR, "psi_max": DEFAULT_PSI_MAX, **({"text_encoder": "minilm"} if text else {})}
-    _train(task, dataset, data, out, crop, config, resume,
-           {"aux": str(aux.resolve()), "critic": str(critic.resolve()) if critic else None, "text_prior": text,
-            "scheduler": task.scheduler.config, "diffusion": diffusion})
+    try:
+        task = DenoiserTask(aux_net, encoder, critic=LearnedCritic(critic) if critic else None, arch=arch,
+                            residual_base=residual_base.value, fft_weight=fft_weight,
+                            **({} if aux_error is None else {"aux_error": aux_error}), null_prob=null_prob,
+                            critic_prob=critic_prob, val_pairs=_pairs(val_dir, config.val_every),
+                            noise_scale=noise_scale, last_noise_scale=last_noise_scale, **arch_config)
+    except TypeError as exc:  # an option the architecture's constructor does not take
+        raise InputError(f"--arch {arch}: {exc}") from None
+    sources = DenoiserSources(aux=str(aux), critic=str(critic) if critic else None, text_prior=text)
+    _train(task, dataset, data, out, crop, config, resume, sources.to_info())
 
 
 @train_app.command("validate")
-@_one_line_errors
 def validate_command(aux: Annotated[Path, typer.Option("--aux", help="Aux checkpoint (g).")],
                      denoiser: Annotated[Path | None, typer.Option("--denoiser", help="Denoiser checkpoint.")] = None,
                      critic: Annotated[Path | None, typer.Option(
                          "--critic", help="Learned critic checkpoint: also score qusr with its critique as prior.")]
                      = None,
-                     val_dir: ValDirOpt = DEFAULT_VAL_DIR,
+                     val_dir: ValDirOpt = DEFAULT_VAL_SET,
                      steps: Annotated[int, typer.Option("--steps", min=1, help="Sampling steps.")] = 5,
-                     seed: SeedOpt = 0, threads: ThreadsOpt = 1,
+                     seed: opt.Seed = 0,
+                     threads: Annotated[int, typer.Option("--threads", min=1, help="PyTorch threads.")] = 1,
                      noise_scale: Annotated[float | None, typer.Option(
                          "--noise-scale", min=0.0, help="Override the header's posterior-noise scale.")] = None,
                      last_noise_scale: Annotated[float | None, typer.Option(
@@ -273,15 +274,15 @@ def validate_command(aux: Annotated[Path, typer.Option("--aux", help="Aux checkp
     """Score bicubic, g alone and qusr (null prior, and learned-critic prior) on a paired LR/GT set.
 
     A set too small for NIQE (``niqe_fits``) gets no NIQE column.
-    """
-    import json
 
+    Example: qusr train validate --aux runs/aux/aux.safetensors --denoiser runs/den/denoiser.safetensors
+    """
     from rich.console import Console
     from rich.table import Table
 
-    from qusr_cli.bundle import DiffusionSettings
     from qusr_cli.train.validate import evaluate
     from qusr_cli.weights.checkpoint import checkpoint_info, load_checkpoint
+    from qusr_cli.weights.header import DiffusionSettings
 
     torch.set_num_threads(threads)
     pairs = load_pairs(val_dir)
@@ -291,11 +292,12 @@ def validate_command(aux: Annotated[Path, typer.Option("--aux", help="Aux checkp
                "aux (g alone)": evaluate("aux", pairs, aux_net=aux_net, niqe=niqe)}
     if denoiser is not None:
         model = load_checkpoint(denoiser, role="denoiser")
-        scheduler = DiffusionSettings.from_info(checkpoint_info(denoiser)).scheduler()
+        settings = DiffusionSettings.from_info(checkpoint_info(denoiser))
         overrides = {"noise_scale": noise_scale, "last_noise_scale": last_noise_scale}
-        scheduler = replace(scheduler, **{k: v for k, v in overrides.items() if v is not None})
+        settings = replace(settings, schedule={**settings.schedule,
+                                               **{k: v for k, v in overrides.items() if v is not None}})
         results[f"qusr {steps} steps, null prior"] = evaluate("qusr", pairs, aux_net=aux_net, denoiser=model,
-                                                              steps=steps, seed=seed, scheduler=scheduler, niqe=niqe)
+                                                              steps=steps, seed=seed, settings=settings, niqe=niqe)
         if critic is not None:
             from qusr_cli.prior.learned_critic import LearnedCritic
             from qusr_cli.prior.text_encoder import TextEncoder
@@ -304,7 +306,7 @@ def validate_command(aux: Annotated[Path, typer.Option("--aux", help="Aux checkp
             contexts = [encoder.encode(judge.assess(pairs.lr[i:i + 1]).critique) for i in range(len(pairs.lr))]
             results[f"qusr {steps} steps, learned-critic prior"] = evaluate(
                 "qusr", pairs, aux_net=aux_net, denoiser=model, steps=steps, seed=seed, contexts=contexts,
-                scheduler=scheduler, niqe=niqe)
+                settings=settings, niqe=niqe)
     table = Table(title=f"{val_dir} ({len(pairs.lr)} pairs), Y channel, 4-px border")
     for column in ("method", "PSNR-Y (dB)", "SSIM-Y", "sharpness (grad. energy / GT)") + (("NIQE",) if niqe else ()):
         table.add_column(column)
@@ -314,3 +316,56 @@ def validate_command(aux: Annotated[Path, typer.Option("--aux", help="Aux checkp
     Console().print(table)
     if json_out is not None:
         json_out.write_text(json.dumps(results, indent=2))
+
+
+@train_app.command("teacher-cache")
+def teacher_cache_command(data: DataOpt,
+                          out: Annotated[Path, typer.Option("--out", help="Cache folder (manifest + shards).")],
+                          teacher: Annotated[Path, typer.Option(
+                              "--teacher", help="Teacher SR checkpoint, e.g. Real-ESRGAN x4plus from "
+                                                "`qusr weights import-ncnn`.")],
+                          count: Annotated[int, typer.Option("--count", min=1, help="Samples to cache.")] = 10_000,
+                          shard_size: Annotated[int, typer.Option("--shard-size", min=1,
+                                                                  help="Samples per shard file.")] = 64,
+                          batch: opt.Batch = 8, crop: CropOpt = 256, threads: opt.TrainThreads = 1,
+                          device: opt.TrainDevice = "auto", seed: opt.TrainSeed = 0, amp: opt.Amp = "auto",
+                          max_images: MaxImagesOpt = 0, hr_scales: HrScalesOpt = "1,0.7,0.5,0.35",
+                          min_detail: MinDetailOpt = 6.0, light_share: LightShareOpt = 0.3,
+                          eval_dir: Annotated[Path, typer.Option(
+                              "--eval-dir", help="Evaluation images that must not be among the training photos.")]
+                          = Path("../shared/data/eval")) -> None:
+    """Degrade training crops and store a teacher's restoration of each (resumable; run it in the background).
+
+    Training reads the cache with ``--teacher-cache``: its samples are the same stream of crops a
+    training run with the same crop options would draw.
+    """
+    from qusr_cli.devices import resolve_device
+    from qusr_cli.train.dataset import list_images
+    from qusr_cli.train.loop import autocast_dtype
+    from qusr_cli.train.teacher_cache import build_teacher_cache, check_disjoint, file_digest
+    from qusr_cli.weights.checkpoint import checkpoint_info, load_checkpoint
+
+    torch.set_num_threads(threads)
+    with _data_errors():
+        files = list_images(data)[:max_images or None]
+        check_disjoint(files, eval_dir)
+    dataset = _crops(data, crop=crop, seed=seed, images=slice(max_images or None),
+                     hr_scales=tuple(parse_numbers(hr_scales, "--hr-scales", float)), min_detail=min_detail,
+                     light_share=light_share)
+    run_device = resolve_device(device)
+    net = load_checkpoint(teacher, role="aux", device=run_device)
+    if run_device.type == "cpu":
+        net.to(memory_format=torch.channels_last)  # oneDNN's blocked kernels, as the engine does
+    description = {"data": data.name, "photos": {p.name: file_digest(p)[:16] for p in files}, "crop": crop,
+                   "seed": seed, "hr_scales": list(dataset.hr_scales), "min_detail": min_detail,
+                   "light_share": light_share, "degradation": dataset.config.as_dict(),
+                   "teacher": {"sha256": file_digest(teacher), "arch": net.arch_name,
+                               **{k: v for k, v in checkpoint_info(teacher).items() if k in ("source", "licence")}}}
+
+    def report(progress) -> None:
+        typer.echo(f"shard {progress.shard}/{progress.shards}  {progress.samples_per_s:.2f} samples/s", err=True)
+
+    with _data_errors():
+        shards = build_teacher_cache(dataset, net, out, count=count, description=description, shard_size=shard_size,
+                                     batch=batch, autocast_dtype=autocast_dtype(run_device, amp), progress=report)
+    typer.echo(f"{out}: {shards} shards, {shards * shard_size} samples")

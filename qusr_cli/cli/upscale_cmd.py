@@ -13,61 +13,59 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from qusr_cli.cli import options as opt
-from qusr_cli.cli.common import one_line_errors, stderr
+from qusr_cli.cli.common import stderr
+from qusr_cli.cli.groups import grouped
 from qusr_cli.errors import InputError
 from qusr_cli.file_jobs import JobOutcome, JobSettings, batch_target, run_file_job
 from qusr_cli.files import read_checked, upscale_image
 from qusr_cli.heatmaps import save_explanation
 from qusr_cli.imageio import IMAGE_SUFFIXES, default_output_path
-from qusr_cli.loading import load_upscaler
+from qusr_cli.options import EngineOptions, UpscaleOptions
 
 
-def _load(model, weights, device, dtype, threads, critic, download):
-    return load_upscaler(model, weights=weights, device=device.value, dtype=dtype.value, threads=threads,
-                         critic=critic.value, allow_download=download)
-
-
+@grouped(engine=opt.ENGINE, options=opt.SAMPLING)
 def upscale(
     source: Annotated[Path, typer.Argument(help="Input image.", show_default=False)],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file; its extension picks the format.")] = None,
-    steps: opt.Steps = 5, scale: opt.Scale = 4.0, seed: opt.Seed = 0,
-    device: opt.Device = opt.DeviceName.auto, dtype: opt.Dtype = opt.DtypeName.auto, tile: opt.Tile = None,
-    color_fix: opt.Color = opt.ColorFix.wavelet, prompt: opt.Prompt = None,
-    prompt_mode: opt.PromptModeOpt = opt.PromptMode.extend, critic: opt.Critic = opt.CriticKind.builtin,
-    candidates: opt.Candidates = 1, select: opt.Select = opt.Selector.niqe,
+    scale: opt.Scale = 4.0,
     heatmaps: Annotated[Path | None, typer.Option(help="Also write the uncertainty/noise-weight maps here.")] = None,
-    model: opt.Model = None, weights: opt.Weights = None, threads: opt.Threads = None,
-    max_pixels: opt.MaxPixels = None, download: opt.Download = True,
+    max_pixels: opt.MaxPixels = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    *,
+    engine: EngineOptions,
+    options: UpscaleOptions,
 ) -> None:
-    """Upscale one photo 4x (or --scale)."""
-    with one_line_errors():
-        output = output or default_output_path(source)
-        options = opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode, candidates)
-        image = read_checked(source, output, max_pixels)
-        upscaler = _load(model, weights, device, dtype, threads, critic, download)
-        started = time.perf_counter()
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=stderr, transient=True, disable=as_json) as bar:
-            task = bar.add_task(f"upscaling {source.name}", total=None)
-            done = upscale_image(upscaler, image, output, options, scale=scale,
-                                 progress=lambda n, total: bar.update(task, completed=n, total=total))
-        seconds = time.perf_counter() - started
-        if heatmaps is not None:
-            explanation = upscaler.explain(done.lr, options, prior=done.result.prior)
-            save_explanation(explanation, heatmaps, source.stem, upscaler.bundle.settings.floor,
-                             upscaler.bundle.settings.psi_max)
-        summary = {"input": str(source), "output": str(output), "input_size": done.input_size,
-                   "output_size": done.output_size, "seconds": round(seconds, 3), "steps": steps, "seed": seed,
-                   "tile": done.result.tile, "prior": done.result.prior.text, "chosen_seed": done.result.seed,
-                   "candidate_scores": {select.value: done.result.candidate_scores} if candidates > 1 else None}
-        if as_json:
-            typer.echo(json.dumps(summary))
-        else:
-            if candidates > 1:
-                scores = ", ".join(f"{s:.2f}" for s in done.result.candidate_scores)
-                stderr.print(f"{select.value} of the {candidates} candidates: {scores}; kept seed {done.result.seed}")
-            stderr.print(f"wrote {output} ({done.output_size[0]}x{done.output_size[1]}) in {seconds:.1f} s")
+    """Upscale one photo 4x (or --scale).
+
+    Example: qusr upscale photo.jpg -o photo_4x.png --steps 5 --seed 1
+    """
+    output = output or default_output_path(source)
+    image = read_checked(source, output, max_pixels)
+    upscaler = engine.load()
+    started = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=stderr, transient=True, disable=as_json) as bar:
+        task = bar.add_task(f"upscaling {source.name}", total=None)
+        done = upscale_image(upscaler, image, output, options, scale=scale,
+                             progress=lambda n, total: bar.update(task, completed=n, total=total))
+    seconds = time.perf_counter() - started
+    if heatmaps is not None:
+        explanation = upscaler.explain(done.lr, options, prior=done.result.prior)
+        save_explanation(explanation, heatmaps, source.stem, upscaler.bundle.settings.floor,
+                         upscaler.bundle.settings.psi_max)
+    candidates = options.candidates
+    summary = {"input": str(source), "output": str(output), "input_size": done.input_size,
+               "output_size": done.output_size, "seconds": round(seconds, 3), "steps": options.steps,
+               "seed": options.seed, "tile": done.result.tile, "prior": done.result.prior.text,
+               "chosen_seed": done.result.seed,
+               "candidate_scores": {options.select: done.result.candidate_scores} if candidates > 1 else None}
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        if candidates > 1:
+            scores = ", ".join(f"{s:.2f}" for s in done.result.candidate_scores)
+            stderr.print(f"{options.select} of the {candidates} candidates: {scores}; kept seed {done.result.seed}")
+        stderr.print(f"wrote {output} ({done.output_size[0]}x{done.output_size[1]}) in {seconds:.1f} s")
 
 
 def find_images(folder: Path, recursive: bool, exclude: Path | None) -> list[Path]:
@@ -86,22 +84,18 @@ class BatchEngine(str, Enum):
     ray = "ray"
 
 
+@grouped(engine=opt.ENGINE, options=opt.SAMPLING)
 def batch(
     folder: Annotated[Path, typer.Argument(help="Folder of images.", show_default=False)],
     output_dir: Annotated[Path | None, typer.Option("-o", "--output-dir", help="Where outputs go (default: FOLDER_qusr).")] = None,
     recursive: Annotated[bool, typer.Option(help="Include subfolders (their layout is kept).")] = False,
     skip_existing: Annotated[bool, typer.Option(help="Leave outputs that already exist alone.")] = False,
     ext: Annotated[str, typer.Option(help="Output format extension.")] = "png",
-    steps: opt.Steps = 5, scale: opt.Scale = 4.0, seed: opt.Seed = 0,
-    device: opt.Device = opt.DeviceName.auto, dtype: opt.Dtype = opt.DtypeName.auto, tile: opt.Tile = None,
-    color_fix: opt.Color = opt.ColorFix.wavelet, prompt: opt.Prompt = None,
-    prompt_mode: opt.PromptModeOpt = opt.PromptMode.extend, critic: opt.Critic = opt.CriticKind.builtin,
-    model: opt.Model = None, weights: opt.Weights = None, threads: opt.Threads = None,
-    max_pixels: opt.MaxPixels = None, download: opt.Download = True,
-    candidates: opt.Candidates = 1, select: opt.Select = opt.Selector.niqe,
-    engine: Annotated[BatchEngine, typer.Option(
-        help="local: this process; ray: Ray Data actors on this machine or a cluster (pip install 'qusr[ray]').",
-        rich_help_panel="Ray")] = BatchEngine.local,
+    scale: opt.Scale = 4.0,
+    max_pixels: opt.MaxPixels = None,
+    runner: Annotated[BatchEngine, typer.Option(
+        "--engine", help="local: this process; ray: Ray Data actors on this machine or a cluster "
+                         "(pip install 'qusr[ray]').", rich_help_panel="Ray")] = BatchEngine.local,
     address: Annotated[str | None, typer.Option(
         help="Ray cluster to join, e.g. auto or ray://head:10001 (default: start a local Ray).",
         rich_help_panel="Ray")] = None,
@@ -113,29 +107,31 @@ def batch(
         rich_help_panel="Ray")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Files handed to an upscaler at a time.",
                                             rich_help_panel="Ray")] = 1,
+    *,
+    engine: EngineOptions,
+    options: UpscaleOptions,
 ) -> None:
-    """Upscale every image in a folder; one bad file does not stop the rest (exit 1 if any failed)."""
-    with one_line_errors():
-        if not folder.is_dir():
-            raise InputError(f"{folder}: not a folder")
-        output_dir = output_dir or folder.with_name(folder.name + "_qusr")
-        sources = find_images(folder, recursive, output_dir.resolve())
-        if not sources:
-            raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        settings = JobSettings(opt.upscale_options(steps, seed, tile, color_fix, prompt, prompt_mode, candidates),
-                               scale=scale, max_pixels=max_pixels, skip_existing=skip_existing)
-        jobs = [(source, batch_target(folder, output_dir, source, ext)) for source in sources]
-        if engine is BatchEngine.ray:
-            from qusr_cli.ray_batch import EngineSpec, RayLayout, run_on_ray
+    """Upscale every image in a folder; one bad file does not stop the rest (exit 1 if any failed).
 
-            spec = EngineSpec(model=model, weights=str(weights) if weights else None, device=device.value,
-                              dtype=dtype.value, threads=threads, critic=critic.value, allow_download=download)
-            rows = run_on_ray(jobs, spec, settings, RayLayout(address, actors_per_node, gpus_per_actor, batch_size))
-        else:
-            rows = _run_locally(jobs, settings, _load(model, weights, device, dtype, threads, critic, download))
-        failed = _summary(rows, folder, output_dir)
-        if failed:
-            raise typer.Exit(1)
+    Example: qusr batch photos/ -o photos_4x/ --recursive --skip-existing
+    """
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder")
+    output_dir = output_dir or folder.with_name(folder.name + "_qusr")
+    sources = find_images(folder, recursive, output_dir.resolve())
+    if not sources:
+        raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    settings = JobSettings(options, scale=scale, max_pixels=max_pixels, skip_existing=skip_existing)
+    jobs = [(source, batch_target(folder, output_dir, source, ext)) for source in sources]
+    if runner is BatchEngine.ray:
+        from qusr_cli.ray_batch import RayLayout, run_on_ray
+
+        rows = run_on_ray(jobs, engine, settings, RayLayout(address, actors_per_node, gpus_per_actor, batch_size))
+    else:
+        rows = _run_locally(jobs, settings, engine.load())
+    failed = _summary(rows, folder, output_dir)
+    if failed:
+        raise typer.Exit(1)
 
 
 def _run_locally(jobs, settings: JobSettings, upscaler) -> list[JobOutcome]:
@@ -156,10 +152,9 @@ def _summary(rows: list[JobOutcome], folder: Path, output_dir: Path) -> int:
     for column in ("file", "status", "output / reason", "seconds"):
         table.add_column(column)
     styles = {"ok": "green", "skipped": "yellow", "failed": "red"}
-    for row in rows:
-        table.add_row(str(row.source.relative_to(folder)), f"[{styles[row.status]}]{row.status}[/]", row.detail,
-                      f"{row.seconds:.1f}")
+    for source, status, detail, seconds in rows:
+        table.add_row(str(source.relative_to(folder)), f"[{styles[status]}]{status}[/]", detail, f"{seconds:.1f}")
     stderr.print(table)
-    failed = sum(1 for row in rows if row.status == "failed")
+    failed = sum(1 for row in rows if row[1] == "failed")
     stderr.print(f"{len(rows) - failed} done, {failed} failed")
     return failed

@@ -1,7 +1,7 @@
 """`qusr weights ...`: list, download and check the checkpoint files of the registered models.
 
-Errors: each command ends a QusrError itself through the shared `one_line_errors` (one stderr line,
-the error's exit code), so the sub-app behaves the same mounted under `qusr` or run on its own.
+Errors: the sub-app is a `command_group`, so a QusrError ends a command as one stderr line with the
+error's exit code, whether it is mounted under `qusr` or run on its own.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from rich.filesize import decimal
 from rich.markup import escape
 from rich.table import Table
 
-from qusr_cli.cli.common import one_line_errors
+from qusr_cli.cli.common import command_group
 from qusr_cli.cli.options import Weights
 from qusr_cli.errors import WeightsError
 from qusr_cli.weights import (
@@ -30,7 +30,7 @@ from qusr_cli.weights import (
 )
 from qusr_cli.weights.registry import PACKAGE_DIR
 
-weights_app = typer.Typer(help="List, download and check the model files qusr uses.", no_args_is_help=True)
+weights_app = command_group(help="List, download and check the model files qusr uses.")
 
 
 def _component_source(spec: ComponentSpec) -> str:
@@ -49,23 +49,22 @@ def _folder_source(entry: FolderSpec) -> str:
 @weights_app.command("list")
 def list_models(weights: Weights = None) -> None:
     """Show each model's files, where they come from and whether they are on this machine."""
-    with one_line_errors():
-        registry = load_registry(weights)
-        table = Table(title=escape(f"Models in {registry.source}"))
-        for column in ("model", "component", "source", "size", "local"):
-            table.add_column(column, no_wrap=column != "source")
-        for model in registry.models.values():
-            shown_name = f"{model.name} (default)" if model.name == registry.default else model.name
-            for spec in model.components.values():
-                present = locate_component(spec) is not None
-                _add_row(table, shown_name, spec.name, _component_source(spec), decimal(spec.size), _yes_no(present))
+    registry = load_registry(weights)
+    table = Table(title=escape(f"Models in {registry.source}"))
+    for column in ("model", "component", "source", "size", "local"):
+        table.add_column(column, no_wrap=column != "source")
+    for model in registry.models.values():
+        shown_name = f"{model.name} (default)" if model.name == registry.default else model.name
+        for spec in model.components.values():
+            present = locate_component(spec) is not None
+            _add_row(table, shown_name, spec.name, _component_source(spec), decimal(spec.size), _yes_no(present))
+            shown_name = ""
+        for role, entry in (("text encoder", model.text_encoder), ("mllm", model.mllm)):
+            if entry is not None:
+                present = local_model_folder(entry) is not None
+                _add_row(table, shown_name, f"{role} {entry.name}", _folder_source(entry), "-", _yes_no(present))
                 shown_name = ""
-            for role, entry in (("text encoder", model.text_encoder), ("mllm", model.mllm)):
-                if entry is not None:
-                    present = local_model_folder(entry) is not None
-                    _add_row(table, shown_name, f"{role} {entry.name}", _folder_source(entry), "-", _yes_no(present))
-                    shown_name = ""
-        Console().print(table)
+    Console().print(table)
 
 
 def _yes_no(flag: bool) -> str:
@@ -84,19 +83,18 @@ def pull(
     weights: Weights = None,
 ) -> None:
     """Download the model's files that are not on this machine yet, and check every one."""
-    with one_line_errors():
-        model = load_registry(weights).model(name)
-        for spec in model.components.values():
-            typer.echo(f"{spec.label}: {spec.source}", err=True)
-            path = resolve_component(spec, allow_download=True)
-            typer.echo(f"  verified {path}", err=True)
-        folders = [model.text_encoder, model.mllm if mllm else None]
-        for entry in filter(None, folders):
-            typer.echo(f"{entry.label}: {entry.source}", err=True)
-            folder = resolve_model_folder(entry, allow_download=True)
-            # The snapshot folder is named after the commit actually fetched: what to pin a branch to.
-            typer.echo(f"  ready {folder}", err=True)
-        typer.echo(f"{model.name}: all files present", err=True)
+    model = load_registry(weights).model(name)
+    for spec in model.components.values():
+        typer.echo(f"{spec.label}: {spec.source}", err=True)
+        path = resolve_component(spec, allow_download=True)
+        typer.echo(f"  verified {path}", err=True)
+    folders = [model.text_encoder, model.mllm if mllm else None]
+    for entry in filter(None, folders):
+        typer.echo(f"{entry.label}: {entry.source}", err=True)
+        folder = resolve_model_folder(entry, allow_download=True)
+        # The snapshot folder is named after the commit actually fetched: what to pin a branch to.
+        typer.echo(f"  ready {folder}", err=True)
+    typer.echo(f"{model.name}: all files present", err=True)
 
 
 @weights_app.command()
@@ -106,29 +104,28 @@ def verify(
     weights: Weights = None,
 ) -> None:
     """Check the size and sha256 of every model file on this machine; exit 1 on any mismatch."""
-    with one_line_errors():
-        registry = load_registry(weights)
-        models = [registry.model(name)] if name else list(registry.models.values())
-        table = Table(title=escape(f"Models in {registry.source}"))
-        for column in ("model", "component", "file", "status"):
-            table.add_column(column, no_wrap=column != "file")
-        problems: list[str] = []
-        missing = 0
-        for model in models:
-            for spec in model.components.values():
-                path = locate_component(spec)
-                if path is None:
-                    missing += 1
-                    _add_row(table, model.name, spec.name, spec.source, "missing")
-                    continue
-                try:
-                    verify_component(spec, path)
-                except WeightsError as exc:
-                    problems.append(str(exc))
-                    _add_row(table, model.name, spec.name, str(path), "MISMATCH")
-                else:
-                    _add_row(table, model.name, spec.name, str(path), "ok")
-        Console().print(table)
+    registry = load_registry(weights)
+    models = [registry.model(name)] if name else list(registry.models.values())
+    table = Table(title=escape(f"Models in {registry.source}"))
+    for column in ("model", "component", "file", "status"):
+        table.add_column(column, no_wrap=column != "file")
+    problems: list[str] = []
+    missing = 0
+    for model in models:
+        for spec in model.components.values():
+            path = locate_component(spec)
+            if path is None:
+                missing += 1
+                _add_row(table, model.name, spec.name, spec.source, "missing")
+                continue
+            try:
+                verify_component(spec, path)
+            except WeightsError as exc:
+                problems.append(str(exc))
+                _add_row(table, model.name, spec.name, str(path), "MISMATCH")
+            else:
+                _add_row(table, model.name, spec.name, str(path), "ok")
+    Console().print(table)
     for problem in problems:
         typer.echo(f"qusr: error: {problem}", err=True)
     if problems or (strict and missing):
@@ -144,6 +141,5 @@ def import_ncnn(
     """Convert Real-ESRGAN x4plus from ncnn files into qusr's RRDBNet safetensors (an aux checkpoint)."""
     from qusr_cli.weights.import_ncnn import import_ncnn_main
 
-    with one_line_errors():
-        written = import_ncnn_main(param, bin_file, out)
-        typer.echo(f"wrote {written}")
+    written = import_ncnn_main(param, bin_file, out)
+    typer.echo(f"wrote {written}")

@@ -7,22 +7,21 @@ from typing import Callable
 import torch
 from torch import nn
 
+from qusr_cli.archs.contract import Conditioning
 from qusr_cli.diffusion.schedule import ResShiftScheduler
 
 # noise_for(draw) -> standard normal noise shaped like the HR image, on the caller's device
 NoiseSource = Callable[[int], torch.Tensor]
 
 
-def sample_residual_shift(denoiser: nn.Module, scheduler: ResShiftScheduler, up: torch.Tensor,
-                          aux: torch.Tensor, weight: torch.Tensor, noise_for: NoiseSource,
-                          context: torch.Tensor | None = None,
-                          context_mask: torch.Tensor | None = None) -> torch.Tensor:
+def sample_residual_shift(denoiser: nn.Module, scheduler: ResShiftScheduler, cond: Conditioning,
+                          weight: torch.Tensor, noise_for: NoiseSource) -> torch.Tensor:
     """Run ``scheduler.num_steps`` denoiser calls. Draw 0 is the prior's noise, draw k the k-th step's."""
-    x_t = scheduler.prior(up, weight, noise_for(0))
+    x_t = scheduler.prior(cond.up, weight, noise_for(0))
     for draw, index in enumerate(scheduler.timesteps, start=1):
         tau = torch.full((x_t.shape[0],), scheduler.tau_at(index), device=x_t.device, dtype=torch.float32)
-        output = denoiser(x_t, tau, up, aux, context, context_mask)
-        x0_pred = scheduler.predict_x0(output, float(scheduler.etas[index]), x_t, up, aux, weight)
+        output = denoiser(x_t, tau, cond)
+        x0_pred = scheduler.predict_x0(output, float(scheduler.etas[index]), x_t, cond.up, cond.aux, weight)
         noise = noise_for(draw) if index > 0 else None
         x_t = scheduler.step(x0_pred, index, x_t, weight, noise)
     return x_t

@@ -80,7 +80,8 @@ PREDICTION_TYPES = ("sample", "blend")
 
 @dataclass
 class ResShiftScheduler:
-    """Like a diffusers scheduler: ``set_timesteps`` picks the τ grid, ``step`` moves x_t to x_{t−1}.
+    """Like a diffusers scheduler: ``set_timesteps`` picks the τ grid, ``step`` moves x_t to x_{t−1},
+    ``add_noise`` is the forward process training samples from.
 
     ``prediction_type`` says what the denoiser's output is, as in diffusers: "sample" is x̂0 itself,
     "blend" a correction added to :func:`blended_x0_base` (``aux_error`` is its σ_g).
@@ -131,6 +132,15 @@ class ResShiftScheduler:
 
     def prior(self, up: torch.Tensor, weight: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         return prior_sample(up, weight, noise, self.kappa, float(self.etas[-1]))
+
+    def add_noise(self, x0: torch.Tensor, up: torch.Tensor, weight: torch.Tensor, noise: torch.Tensor,
+                  tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The forward process q(x_τ | x0, y) at per-sample times ``tau`` (B,): (x_τ, η(τ) as (B, 1, 1, 1)).
+
+        As diffusers' ``add_noise``: training draws x_τ here, from the same object the sampler steps with.
+        """
+        eta = self.eta(tau).float().view(-1, 1, 1, 1).to(x0.device)
+        return forward_sample(x0, up, eta, weight, noise, self.kappa), eta
 
     def tau_at(self, index: int) -> float:
         return float(self.taus[index])

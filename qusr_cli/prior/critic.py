@@ -40,8 +40,10 @@ class Critic(Protocol):
         ...
 
 
-# kind -> "module:factory". Modules are imported only when their kind is asked for, so choosing the
-# built-in critic never imports the multimodal stack. A new critic kind is one line here.
+# kind -> "module:factory": one vocabulary for the CLI, the engine and the bench (builtin = image
+# statistics, learned = the trained CNN, mllm = a multimodal LLM; the engine adds "auto", the
+# model's learned critic when it ships one, else builtin). Modules are imported only when their kind
+# is asked for, so the built-in critic never imports the multimodal stack. A new kind is one line here.
 CRITIC_FACTORIES: dict[str, str] = {
     "builtin": "qusr_cli.prior.builtin_critic:BuiltinCritic",
     "mllm": "qusr_cli.prior.mllm_critic:MLLMCritic",

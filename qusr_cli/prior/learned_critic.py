@@ -12,14 +12,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from qusr_cli.archs.critic_net import decode_estimates
 from qusr_cli.prior.builtin_critic import exposure_stats, luma, rms_contrast
 from qusr_cli.prior.critic import CriticResult
 from qusr_cli.prior.report import QualityReport, critique_from_report
-from qusr_cli.train.critic import decode_estimates
 from qusr_cli.weights.checkpoint import load_checkpoint
 
-DEFAULT_CRITIC = Path(__file__).resolve().parent.parent / "models" / "qusr-small-critic.safetensors"
 CROP = 64
+
+
+def default_critic_file() -> Path:
+    """The default model's critic checkpoint, size and sha256 checked by the registry like every model file."""
+    from qusr_cli.weights import load_registry, resolve_component
+
+    return resolve_component(load_registry().model().component("critic"), allow_download=False)
 
 
 def grid_crops(image: torch.Tensor, crop: int = CROP, per_side: int = 4) -> torch.Tensor:
@@ -52,7 +58,7 @@ class LearnedCritic:
     def __init__(self, weights: str | Path | None = None, model: nn.Module | None = None,
                  device: str | torch.device = "cpu"):
         self.device = torch.device(device)
-        self.model = model if model is not None else load_checkpoint(weights or DEFAULT_CRITIC, role="critic",
+        self.model = model if model is not None else load_checkpoint(weights or default_critic_file(), role="critic",
                                                                      device=self.device)
 
     @torch.no_grad()

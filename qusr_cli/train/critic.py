@@ -1,45 +1,24 @@
 """Training the learned critic: regress the degradation labels of ``degrade`` from the LR image alone.
 
-Targets are scaled to about [0, 1] so one L1 weighs them alike; ``decode_estimates`` turns the net's
-outputs back into the units of ``QualityReport.from_values``. Validation reports the mean absolute
-error per label, in those units, on a fixed set of degraded crops of photos the critic never trains on,
-next to the error of always answering the held-out mean (what the net must beat to be informative).
+Targets are scaled to about [0, 1] by ``archs.critic_net.encode_targets`` so one L1 weighs them alike.
+Validation reports the mean absolute error per label, in the labels' own units, on a fixed set of
+degraded crops of photos the critic never trains on, next to the error of always answering the
+held-out mean (what the net must beat to be informative).
 """
 
 from __future__ import annotations
 
-import math
 import random
 
 import torch
 from torch import nn
 
-from qusr_cli.archs.critic_net import CRITIC_TARGETS, CriticNet
-
-NOISE_LOG_SCALE = math.log(31.0)  # ln(1 + 30): the largest first-order noise σ maps to 1
-BLUR_SCALE = 2.0                  # LR pixels
-JPEG_SCALE = 100.0
+from qusr_cli.archs.critic_net import CRITIC_TARGETS, CriticNet, decode_estimates, encode_targets
 
 
 def held_out_images(count: int, every: int = 12, offset: int = 5) -> list[int]:
     """Indices offset, offset + every, … below ``count``: spread over the folder, not just its tail."""
     return list(range(offset, count, every))
-
-
-def encode_targets(params: dict[str, torch.Tensor]) -> torch.Tensor:
-    """t = [ln(1 + σn)/ln 31, σb/2, q/100, severity] from the degradation parameters, (B, 4)."""
-    return torch.stack([torch.log1p(params["noise_sigma"].float()) / NOISE_LOG_SCALE,
-                        params["blur_sigma"].float() / BLUR_SCALE,
-                        params["jpeg_quality"].float() / JPEG_SCALE,
-                        params["severity"].float()], dim=1)
-
-
-def decode_estimates(outputs: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Inverse of ``encode_targets``, clamped to meaningful values: σn, σb ≥ 0, q ∈ [1, 100], s ∈ [0, 1]."""
-    return {"noise_sigma": torch.expm1(outputs[:, 0].clamp_min(0) * NOISE_LOG_SCALE),
-            "blur_sigma": (outputs[:, 1] * BLUR_SCALE).clamp_min(0),
-            "jpeg_quality": (outputs[:, 2] * JPEG_SCALE).clamp(1, 100),
-            "severity": outputs[:, 3].clamp(0, 1)}
 
 
 def per_label_mae(estimates: dict[str, torch.Tensor], params: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -69,6 +48,9 @@ class CriticTask:
         ours = per_label_mae(estimates, truth)
         baseline = per_label_mae({k: v.mean().expand_as(v) for k, v in truth.items()}, truth)
         return {**{f"mae_{k}": v for k, v in ours.items()}, **{f"mean_guess_mae_{k}": v for k, v in baseline.items()}}
+
+    def header(self) -> dict:
+        return {}
 
     def info(self) -> dict:
         return {"loss": "L1 on scaled targets " + ", ".join(CRITIC_TARGETS),

@@ -12,32 +12,30 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
+from qusr_cli.degradations import LIGHT, DegradationConfig, degrade
+from qusr_cli.eval_sets import list_images as image_files
+from qusr_cli.imageio import IMAGE_SUFFIXES, read_rgb8
 from qusr_cli.prior.builtin_critic import luma
-from qusr_cli.train.degradations import LIGHT, DegradationConfig, degrade
 from qusr_cli.train.distributed import rank_and_world, shard_indices
 
 DETAIL_TRIES = 8
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 
 def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"training data folder {folder} does not exist")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(folder)
     if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
     return files
 
 
 def load_rgb(path: str | Path) -> torch.Tensor:
     """(3, H, W) uint8 tensor."""
-    with Image.open(path) as image:
-        array = np.asarray(image.convert("RGB"))
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+    return torch.from_numpy(read_rgb8(path).copy()).permute(2, 0, 1)
 
 
 def augment(crop: torch.Tensor, code: int) -> torch.Tensor:

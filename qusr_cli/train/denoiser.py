@@ -9,23 +9,34 @@ parameters, from the learned critic's estimate of them, or absent (the null prio
 from __future__ import annotations
 
 import random
-from typing import Callable
+from typing import Protocol
 
 import torch
 from torch import nn
 
-from qusr_cli.archs.unet import DenoiserUNet
-from qusr_cli.aux_sr import auxiliary_estimate, bicubic_upsample
-from qusr_cli.diffusion.schedule import ResShiftScheduler, forward_sample
+from qusr_cli.archs import REGISTRY
+from qusr_cli.aux_sr import auxiliary_estimate
+from qusr_cli.diffusion.schedule import ResShiftScheduler
 from qusr_cli.prior.learned_critic import report_from_estimates
 from qusr_cli.prior.report import critique_from_report
+from qusr_cli.prior.text_encoder import MINILM_HIDDEN_SIZE
+from qusr_cli.stages import stage_maps
 from qusr_cli.train.validate import PairedSet, evaluate
-from qusr_cli.uncertainty import noise_weight, uncertainty
+from qusr_cli.uncertainty import DEFAULT_FLOOR, DEFAULT_PSI_MAX
+from qusr_cli.weights.header import DEFAULT_TEXT_ENCODER, DiffusionSettings
 
 INFERENCE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
-# text -> (tokens (1, L, D), mask (1, L)), e.g. TextEncoder.encode
-Encoder = Callable[[str], tuple[torch.Tensor, torch.Tensor]]
+
+class Encoder(Protocol):
+    """What training needs of a text encoder (``prior.text_encoder.TextEncoder`` is one)."""
+
+    name: str         # as the header's diffusion.text_encoder: what the engine must load
+    hidden_size: int  # the prior tokens' width D
+
+    def encode(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """text -> (tokens (1, L, D), mask (1, L))."""
+        ...
 
 
 def sample_tau(batch: int, grid_prob: float = 0.5, jitter: float = 0.02,
@@ -91,25 +102,32 @@ def pad_prior(encoded: list[tuple[torch.Tensor, torch.Tensor] | None],
 class DenoiserTask:
     role = "denoiser"
 
-    def __init__(self, aux_net: nn.Module, encoder: Encoder | None, critic=None, base_width: int = 32,
-                 channel_mult: tuple[int, ...] = (1, 2, 2), num_res_blocks: int = 1, attention_heads: int = 4,
+    def __init__(self, aux_net: nn.Module, encoder: Encoder | None, critic=None, *, arch: str = "unet",
                  residual_base: str = "blend", aux_error: float = 0.06, fft_weight: float = 0.05,
                  null_prob: float = 0.15, critic_prob: float = 0.25, grid_prob: float = 0.5,
                  val_pairs: PairedSet | None = None, val_steps: int = 5, noise_scale: float = 1.0,
-                 last_noise_scale: float = 1.0):
-        """``residual_base="blend"``: the UNet adds nothing itself and the scheduler adds its output to
+                 last_noise_scale: float = 1.0, floor: float = DEFAULT_FLOOR, psi_max: float = DEFAULT_PSI_MAX,
+                 **arch_config):
+        """``arch``: a registered denoiser architecture, built with ``arch_config`` plus the prior-token
+        width of ``encoder`` (MiniLM's without one, the encoder the engine falls back to).
+
+        ``residual_base="blend"``: the net adds nothing itself and the scheduler adds its output to
         the blend of x_τ and g(y) (prediction type "blend", σ_g = ``aux_error``).
 
-        The noise scales only change sampling (validation, and the engine through the header)."""
+        The noise scales only change sampling (validation, and the engine through the header); b and
+        ψmax shape w in training, validation and the engine alike, through the header."""
         blend = residual_base == "blend"
-        self.model = DenoiserUNet(base_width=base_width, channel_mult=channel_mult, num_res_blocks=num_res_blocks,
-                                  attention_heads=attention_heads, context_dim=384,
-                                  residual_base="none" if blend else residual_base)
+        context_dim = encoder.hidden_size if encoder is not None else MINILM_HIDDEN_SIZE
+        self.model = REGISTRY.entry(arch, role="denoiser").cls(
+            context_dim=context_dim, residual_base="none" if blend else residual_base, **arch_config)
         self.aux_net = aux_net.eval().requires_grad_(False)
         self.encoder = encoder
         self.critic = critic
-        self.scheduler = ResShiftScheduler(prediction_type="blend" if blend else "sample", aux_error=aux_error,
-                                           noise_scale=noise_scale, last_noise_scale=last_noise_scale)
+        scheduler = ResShiftScheduler(prediction_type="blend" if blend else "sample", aux_error=aux_error,
+                                      noise_scale=noise_scale, last_noise_scale=last_noise_scale)
+        self.settings = DiffusionSettings(schedule=scheduler.config, floor=floor, psi_max=psi_max,
+                                          text_encoder=encoder.name if encoder is not None else DEFAULT_TEXT_ENCODER)
+        self.scheduler = scheduler
         self.fft_weight = fft_weight
         self.null_prob = null_prob if encoder is not None else 1.0
         self.critic_prob = critic_prob if critic is not None else 0.0
@@ -136,17 +154,16 @@ class DenoiserTask:
     def loss(self, model: nn.Module, batch: dict, rng: random.Random) -> tuple[torch.Tensor, dict[str, float]]:
         lr, hr = batch["lr"], batch["hr"]
         with torch.no_grad():
-            up = bicubic_upsample(lr, 4)
-            aux = auxiliary_estimate(self.aux_net, lr)
-            weight = noise_weight(uncertainty(aux, up))
+            maps = stage_maps(self.aux_net, lr, self.settings.floor, self.settings.psi_max)
         tau = sample_tau(len(lr), self.grid_prob).to(lr.device)
-        eta = self.scheduler.eta(tau).float().view(-1, 1, 1, 1).to(lr.device)
-        x_t = forward_sample(hr, up, eta, weight, torch.randn_like(hr), self.scheduler.kappa)
+        x_t, eta = self.scheduler.add_noise(hr, maps.up, maps.weight, torch.randn_like(hr), tau)
         texts = self.captions(lr, batch["params"], rng)
-        context, mask = pad_prior([None if t is None else self.encoder(t) for t in texts], 384)
+        context, mask = pad_prior([None if t is None else self.encoder.encode(t) for t in texts],
+                                  self.model.descriptor.context_dim)
         if context is not None:
             context, mask = context.to(lr.device), mask.to(lr.device)
-        prediction = self.scheduler.predict_x0(model(x_t, tau, up, aux, context, mask), eta, x_t, up, aux, weight)
+        output = model(x_t, tau, maps.conditioning(context, mask))
+        prediction = self.scheduler.predict_x0(output, eta, x_t, maps.up, maps.aux, maps.weight)
         loss, parts = denoiser_loss(prediction, hr, self.fft_weight)
         return loss, {**parts, "null_prior": sum(t is None for t in texts) / len(texts)}
 
@@ -161,12 +178,16 @@ class DenoiserTask:
             self._baselines = {"bicubic_psnr_y": bicubic["psnr_y"], "aux_psnr_y": aux["psnr_y"],
                                "aux_sharpness": aux["sharpness"]}
         ours = evaluate("qusr", pairs, aux_net=self.aux_net, denoiser=model, steps=self.val_steps,
-                        scheduler=self.scheduler)
+                        settings=self.settings)
         return {"qusr_psnr_y": ours["psnr_y"], "qusr_ssim_y": ours["ssim_y"], "qusr_sharpness": ours["sharpness"],
                 **self._baselines}
 
     def info(self) -> dict:
         return {"loss": f"L1 + {self.fft_weight}·L1(|FFT|)", "params": sum(p.numel() for p in self.model.parameters()),
-                "scheduler": self.scheduler.config, "null_prob": self.null_prob, "critic_prob": self.critic_prob,
+                "null_prob": self.null_prob, "critic_prob": self.critic_prob,
                 "grid_prob": self.grid_prob, "tau_grid": list(INFERENCE_GRID), "val_prior": "null",
                 "val_steps": self.val_steps}
+
+    def header(self) -> dict:
+        """The header sections the engine samples by: the scheduler, b, ψmax and the text encoder."""
+        return self.settings.to_info(text=self.encoder is not None)

@@ -20,7 +20,6 @@ import math
 import os
 import platform
 import random
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,8 +30,11 @@ from rich.console import Console
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from qusr_cli.devices import resolve_device
+from qusr_cli.provenance import git_commit
 from qusr_cli.train import distributed
 from qusr_cli.weights.checkpoint import save_checkpoint
+from qusr_cli.weights.header import TrainingRun
 
 console = Console(stderr=True)
 
@@ -70,6 +72,10 @@ class Task(Protocol):
     def info(self) -> dict:
         ...
 
+    def header(self) -> dict:
+        """Header sections the engine reads back (``weights.header``), beside the training record."""
+        ...
+
 
 def learning_rate(step: int, config: LoopConfig) -> float:
     """lr(t) = lr·t/W for t < W, then lr·[m + (1 − m)·½(1 + cos(π·(t − W)/(T − W)))], m = min_lr_ratio."""
@@ -94,12 +100,6 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
         target.copy_(source)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
     if amp == "none":
         return None
@@ -108,15 +108,6 @@ def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
     if amp == "fp16":
         return torch.float16
     return None
-
-
-def git_commit() -> str | None:
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                                capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
 
 
 def hardware(device: torch.device) -> dict:
@@ -250,9 +241,10 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
                       + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
     def checkpoint_info() -> dict:
-        return {"task": task.info(), "loop": asdict(config), "steps_done": run.step,
-                "wall_time_s": round(run.wall_s, 1), "hardware": hardware(device), "git_commit": git_commit(),
-                "validation": run.validations[-1] if run.validations else None, **(info or {})}
+        record = TrainingRun(task=task.info(), loop=asdict(config), steps_done=run.step,
+                             wall_time_s=round(run.wall_s, 1), hardware=hardware(device), git_commit=git_commit(),
+                             validation=run.validations[-1] if run.validations else None)
+        return {**record.to_info(), **task.header(), **(info or {})}
 
     saved_at = [-1]
 

@@ -17,14 +17,17 @@ from torch import nn
 
 from qusr_cli import metrics
 from qusr_cli.aux_sr import auxiliary_estimate, bicubic_upsample
-from qusr_cli.diffusion.sampler import sample_residual_shift
-from qusr_cli.diffusion.schedule import ResShiftScheduler
+from qusr_cli.errors import InputError
+from qusr_cli.eval_sets import load_set
 from qusr_cli.metrics.fidelity import as_rgb255, rgb_to_y
 from qusr_cli.metrics.niqe import BLOCK as NIQE_MIN_SIDE
-from qusr_cli.train.dataset import IMAGE_SUFFIXES, load_rgb
-from qusr_cli.uncertainty import noise_weight, uncertainty
+from qusr_cli.noise import NoiseField
+from qusr_cli.stages import denoise, stage_maps
+from qusr_cli.tiling import pad_to_multiple
+from qusr_cli.train.dataset import load_rgb
+from qusr_cli.weights.header import DiffusionSettings
 
-DEFAULT_VAL_DIR = Path("/work/shared/data/eval/imagenet-val32")
+DEFAULT_VAL_SET = "imagenet-val32"  # a set name (qusr_cli.eval_sets), or give a folder
 
 
 def _quantised(image: torch.Tensor) -> torch.Tensor:
@@ -65,15 +68,18 @@ class PairedSet:
     names: list[str]
 
 
-def load_pairs(folder: str | Path = DEFAULT_VAL_DIR, limit: int | None = None) -> PairedSet:
-    """``folder/lq/*`` and ``folder/gt/*`` with matching names (all of one size, as imagenet-val32)."""
-    folder = Path(folder)
-    names = sorted(p.name for p in (folder / "lq").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
-    if not names:
-        raise FileNotFoundError(f"no LR images in {folder / 'lq'}")
-    lr = torch.stack([load_rgb(folder / "lq" / n) for n in names]).float() / 255.0
-    gt = torch.stack([load_rgb(folder / "gt" / n) for n in names]).float() / 255.0
-    return PairedSet(lr, gt, names)
+def load_pairs(spec: str | Path = DEFAULT_VAL_SET, limit: int | None = None) -> PairedSet:
+    """A paired set (``qusr_cli.eval_sets.load_set``: a folder or a set name) as tensors; all images of one size,
+    as imagenet-val32. InputError when it is not found or has no ground truth."""
+    found = load_set(str(spec), limit)
+    if not found.has_gt:
+        raise InputError(f"{found.root}: no lq/ and gt/ pairs to validate on")
+
+    def stack(paths: list[Path]) -> torch.Tensor:
+        return torch.stack([load_rgb(p) for p in paths]).float() / 255.0
+
+    return PairedSet(stack([i.lr for i in found.images]), stack([i.gt for i in found.images]),
+                     [i.lr.name for i in found.images])
 
 
 def mean_niqe(output: torch.Tensor, border: int = 4) -> float:
@@ -93,36 +99,34 @@ def scores(output: torch.Tensor, gt: torch.Tensor, border: int = 4, niqe: bool =
 
 
 @torch.no_grad()
-def upscale_qusr(denoiser: nn.Module, aux_net: nn.Module, lr: torch.Tensor, steps: int = 5, seed: int = 0,
-                 context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None,
-                 scheduler: ResShiftScheduler | None = None) -> torch.Tensor:
-    """The residual-shift chain as the engine runs it: up, g, w from ψ, then ``steps`` denoiser calls.
-
-    Noise comes from one seeded generator, so the figures repeat exactly.
-    """
-    scheduler = scheduler or ResShiftScheduler()
+def upscale_qusr(denoiser: nn.Module, aux_net: nn.Module, lr: torch.Tensor, settings: DiffusionSettings,
+                 steps: int = 5, seed: int = 0, context: torch.Tensor | None = None,
+                 context_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """One image as the engine samples one tile: ``stages.stage_maps`` with the header's b and ψmax, then
+    ``stages.denoise`` with the seed's ``NoiseField`` (no tiling and no colour fix, so the scores are the
+    denoiser's own)."""
+    scheduler = settings.scheduler()
     scheduler.set_timesteps(steps)
-    up = bicubic_upsample(lr, 4)
-    aux = auxiliary_estimate(aux_net, lr)
-    weight = noise_weight(uncertainty(aux, up))
-    generator = torch.Generator().manual_seed(seed)
-    draws = [torch.randn(up.shape, generator=generator) for _ in range(steps + 1)]
-    return sample_residual_shift(denoiser, scheduler, up, aux, weight, lambda k: draws[k].to(up.device),
-                                 context, context_mask).clamp(0, 1)
+    height, width = lr.shape[-2:]
+    padded = pad_to_multiple(lr, denoiser.descriptor.size_multiple)
+    maps = stage_maps(aux_net, padded, settings.floor, settings.psi_max)
+    sample = denoise(denoiser, scheduler, maps, [NoiseField(seed)], context=context, context_mask=context_mask)
+    scale = aux_net.descriptor.scale
+    return sample[..., :height * scale, :width * scale].clamp(0, 1)
 
 
 def evaluate(method: str, pairs: PairedSet, aux_net: nn.Module | None = None, denoiser: nn.Module | None = None,
              steps: int = 5, seed: int = 0, contexts: list[tuple[torch.Tensor, torch.Tensor] | None] | None = None,
-             chunk: int = 8, scheduler: ResShiftScheduler | None = None, niqe: bool = False) -> dict[str, float]:
+             chunk: int = 8, settings: DiffusionSettings | None = None, niqe: bool = False) -> dict[str, float]:
     """Scores of one method ("bicubic", "aux" or "qusr") on the pairs; ``contexts`` gives per-image priors.
 
-    ``scheduler`` must be the one the denoiser was trained with (its header's ``scheduler`` entry).
+    ``settings`` must be those the denoiser was trained with (its header's, ``DiffusionSettings.from_info``).
     """
     outputs = []
     for start in range(0, len(pairs.lr), chunk):
         lr = pairs.lr[start:start + chunk]
         if method == "bicubic":
-            outputs.append(bicubic_upsample(lr, 4).clamp(0, 1))
+            outputs.append(bicubic_upsample(lr, pairs.gt.shape[-1] // pairs.lr.shape[-1]).clamp(0, 1))
         elif method == "aux":
             with torch.no_grad():
                 outputs.append(auxiliary_estimate(aux_net, lr))
@@ -130,8 +134,8 @@ def evaluate(method: str, pairs: PairedSet, aux_net: nn.Module | None = None, de
             for offset in range(len(lr)):
                 prior = contexts[start + offset] if contexts else None
                 context, mask = prior if prior is not None else (None, None)
-                outputs.append(upscale_qusr(denoiser, aux_net, lr[offset:offset + 1], steps, seed + start + offset,
-                                            context, mask, scheduler))
+                outputs.append(upscale_qusr(denoiser, aux_net, lr[offset:offset + 1], settings or DiffusionSettings(),
+                                            steps, seed + start + offset, context, mask))
         else:
             raise ValueError(f"unknown method {method!r}")
     output = torch.cat(outputs)

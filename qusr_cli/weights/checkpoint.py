@@ -15,12 +15,9 @@ from torch import nn
 
 from qusr_cli.archs import build_architecture
 from qusr_cli.errors import WeightsError, first_line
-from qusr_cli.weights.registry import ROLES
+from qusr_cli.weights.format import ARCH_KEY, CONFIG_KEY, INFO_KEY, ROLE_KEY, ROLES, checkpoint_info, read_metadata
 
-ARCH_KEY = "qusr.arch"
-ROLE_KEY = "qusr.role"
-CONFIG_KEY = "qusr.config"
-INFO_KEY = "qusr.info"
+__all__ = ["checkpoint_info", "load_checkpoint", "read_metadata", "save_checkpoint"]
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, *, role: str, info: dict | None = None,
@@ -38,25 +35,6 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, role: str, info: dict
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)
     return path
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The header's metadata; raises WeightsError for a file that is not a qusr safetensors checkpoint."""
-    path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
-    missing = [k for k in (ARCH_KEY, ROLE_KEY, CONFIG_KEY) if k not in metadata]
-    if missing:
-        raise WeightsError(f"{path}: safetensors header lacks {', '.join(missing)}; not a qusr checkpoint")
-    return metadata
-
-
-def checkpoint_info(path: str | Path) -> dict:
-    """The free-form ``info`` dict (training config, placeholder flag, ...)."""
-    return json.loads(read_metadata(path).get(INFO_KEY, "{}"))
 
 
 def load_checkpoint(path: str | Path, *, role: str | None = None, device: str | torch.device = "cpu") -> nn.Module:

@@ -18,11 +18,11 @@ from pathlib import Path, PurePosixPath
 
 from qusr_cli.errors import WeightsError
 from qusr_cli.weights import hub
+from qusr_cli.weights.format import ROLE_KEY, ROLES, read_metadata
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 PACKAGED_WEIGHTS = PACKAGE_DIR / "weights.toml"
 WEIGHTS_ENV = "QUSR_WEIGHTS"
-ROLES = ("aux", "denoiser", "critic")
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -445,9 +445,6 @@ def _registry_from_folder(folder: Path) -> Registry:
 
 
 def _role_of(file: Path) -> str:
-    # Imported here: it brings torch, which only a checkpoint folder, about to be loaded anyway, needs.
-    from qusr_cli.weights.checkpoint import ROLE_KEY, read_metadata
-
     role = read_metadata(file)[ROLE_KEY]
     if role not in ROLES:
         raise WeightsError(f"{file}: {ROLE_KEY} is {role!r}; expected one of {', '.join(ROLES)}")

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from qusr_cli.train import kernels
+from qusr_cli.degradations import kernels
 
 KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso", "sinc")
 RESIZE_MODES = ("area", "bilinear", "bicubic")

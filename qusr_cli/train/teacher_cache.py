@@ -1,0 +1,173 @@
+"""Teacher targets: a restoration net's output for each degraded training crop, built once into shards.
+
+Running Real-ESRGAN x4plus takes about a second per 64x64 LR crop on one CPU thread, far longer than a
+training step, so its outputs are computed once, in the background, and training reads them back.
+
+The cache folder holds ``manifest.json`` (what the samples are: the crop dataset's description, the
+teacher's sha256, the shard size) and ``shard-NNNNN.safetensors`` files. Shard k holds samples
+k·S … (k+1)·S − 1 of the deterministic :class:`~qusr_cli.train.dataset.DegradedCrops` stream as uint8
+``hr``, ``lr`` and ``teacher`` tensors plus one float32 ``param.<name>`` vector per degradation
+parameter. A shard is written under a temporary name and renamed, so a killed build resumes at the
+first missing shard and never reads half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+from torch.utils.data import Dataset
+
+from qusr_cli.imageio import IMAGE_SUFFIXES
+from qusr_cli.train.dataset import augment
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+
+
+def shard_path(folder: Path, index: int) -> Path:
+    return folder / f"shard-{index:05d}.safetensors"
+
+
+def _to_uint8(images: torch.Tensor) -> torch.Tensor:
+    return (images.clamp(0, 1) * 255.0).round().to(torch.uint8).contiguous()
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_disjoint(train_files: list[Path], eval_root: Path | None) -> None:
+    """Raise ValueError if any training photo is byte-identical to an image under ``eval_root``.
+
+    Teacher targets must never be made from evaluation photos: a model would then learn the
+    teacher's answer on the very photos it is scored on.
+    """
+    if eval_root is None or not eval_root.is_dir():
+        return
+    evaluation = {file_digest(p): p for p in eval_root.rglob("*")
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
+    clashes = [f"{p.name} = {evaluation[d].relative_to(eval_root)}" for p in train_files
+               if (d := file_digest(p)) in evaluation]
+    if clashes:
+        raise ValueError(f"training photos that are evaluation images: {', '.join(clashes)}")
+
+
+@dataclass
+class CacheProgress:
+    shard: int
+    shards: int
+    samples_per_s: float
+
+
+@torch.no_grad()
+def teacher_outputs(teacher: nn.Module, lr: torch.Tensor, batch: int,
+                    autocast_dtype: torch.dtype | None) -> torch.Tensor:
+    """The teacher's 4x output of each LR crop, run ``batch`` crops at a time, in [0, 1]."""
+    device = next(teacher.parameters()).device
+    outputs = []
+    for start in range(0, len(lr), batch):
+        chunk = lr[start:start + batch].to(device)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            outputs.append(teacher(chunk).float().clamp(0, 1).cpu())
+    return torch.cat(outputs)
+
+
+def build_teacher_cache(dataset: Dataset, teacher: nn.Module, folder: str | Path, *, count: int,
+                        description: dict, shard_size: int = 64, batch: int = 8,
+                        autocast_dtype: torch.dtype | None = None,
+                        progress: Callable[[CacheProgress], None] | None = None) -> int:
+    """Write shards until ``count`` samples (rounded up to whole shards) are cached; return the shard count.
+
+    ``description`` says what the samples are (dataset options, teacher digest); a folder built with
+    another description is refused rather than mixed.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {"format": FORMAT, "shard_size": shard_size, **description}
+    manifest_path = folder / MANIFEST
+    if manifest_path.exists():
+        existing = json.loads(manifest_path.read_text())
+        if existing != manifest:
+            changed = sorted(k for k in set(existing) | set(manifest) if existing.get(k) != manifest.get(k))
+            raise ValueError(f"{folder} holds a cache built with other settings ({', '.join(changed)}); "
+                             "use another folder")
+    else:
+        manifest_path.write_text(json.dumps(manifest, indent=2))
+    shards = -(-count // shard_size)
+    teacher.eval()
+    for index in range(shards):
+        path = shard_path(folder, index)
+        if path.exists():
+            continue
+        started = time.perf_counter()
+        samples = [dataset[i] for i in range(index * shard_size, (index + 1) * shard_size)]
+        hr = torch.stack([s["hr"] for s in samples])
+        lr = torch.stack([s["lr"] for s in samples])
+        restored = teacher_outputs(teacher, lr, batch, autocast_dtype)
+        tensors = {"hr": _to_uint8(hr), "lr": _to_uint8(lr), "teacher": _to_uint8(restored)}
+        for name in samples[0]["params"]:
+            tensors[f"param.{name}"] = torch.tensor([float(s["params"][name]) for s in samples])
+        temporary = path.with_name(path.name + ".tmp")
+        save_file(tensors, str(temporary))
+        os.replace(temporary, path)
+        if progress is not None:
+            progress(CacheProgress(index + 1, shards, shard_size / (time.perf_counter() - started)))
+    return shards
+
+
+class TeacherShards(Dataset):
+    """``dataset[i]`` → {"hr", "lr", "teacher": float in [0, 1], "params": {name: float}} from a cache folder.
+
+    Indices past the cached samples wrap around; each pass over the cache uses the next of the 8
+    dihedral transforms (the same for hr, lr and teacher), so a long run sees every crop 8 ways.
+    """
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        manifest_path = self.folder / MANIFEST
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"{self.folder} is not a teacher cache (no {MANIFEST})")
+        self.manifest = json.loads(manifest_path.read_text())
+        self.shard_size = int(self.manifest["shard_size"])
+        self.shards = 0
+        while shard_path(self.folder, self.shards).exists():
+            self.shards += 1
+        if not self.shards:
+            raise FileNotFoundError(f"{self.folder} holds no finished shard yet")
+        self.size = self.shards * self.shard_size
+        self._handles: dict[int, object] = {}
+
+    def __len__(self) -> int:
+        return 2 ** 62
+
+    def _handle(self, shard: int):
+        # safetensors maps the file, so a row read touches only that row's bytes
+        if shard not in self._handles:
+            self._handles[shard] = safe_open(str(shard_path(self.folder, shard)), framework="pt")
+        return self._handles[shard]
+
+    def __getstate__(self) -> dict:
+        # DataLoader workers open their own handles
+        return {**self.__dict__, "_handles": {}}
+
+    def __getitem__(self, index: int) -> dict:
+        position = index % self.size
+        code = (index // self.size) % 8
+        handle = self._handle(position // self.shard_size)
+        row = position % self.shard_size
+        images = {key: augment(handle.get_slice(key)[row:row + 1][0], code).float() / 255.0
+                  for key in ("hr", "lr", "teacher")}
+        params = {key[len("param."):]: float(handle.get_slice(key)[row:row + 1][0])
+                  for key in handle.keys() if key.startswith("param.")}
+        return {**{k: v.contiguous() for k, v in images.items()}, "params": params}
+
