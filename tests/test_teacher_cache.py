@@ -35,7 +35,7 @@ def teacher():
 def _build(folder, photo_dir, teacher, count=6, description=None):
     dataset = DegradedCrops(photo_dir, crop=16, seed=5)
     return build_teacher_cache(dataset, teacher, folder, count=count, shard_size=4, batch=3,
-                               description=description or {"seed": 5})
+                               description=description or {"teacher": "tiny"})
 
 
 def test_shards_hold_the_crop_stream_and_the_teachers_output(tmp_path, photo_dir, teacher):
@@ -60,6 +60,22 @@ def test_later_passes_over_the_cache_are_flipped_or_rotated_copies(tmp_path, pho
     assert torch.equal(again["teacher"], first["teacher"].flip(-1))
 
 
+def test_sub_crops_cut_hr_lr_and_teacher_at_the_same_place(tmp_path, photo_dir, teacher):
+    _build(tmp_path / "cache", photo_dir, teacher)
+    whole, cut = TeacherShards(tmp_path / "cache"), TeacherShards(tmp_path / "cache", crop=8)
+    for index in range(4):
+        full, part = whole[index], cut[index]
+        assert part["hr"].shape == part["teacher"].shape == (3, 8, 8) and part["lr"].shape == (3, 2, 2)
+        found = [(y, x) for y in range(0, 9, 4) for x in range(0, 9, 4)
+                 if torch.equal(full["hr"][:, y:y + 8, x:x + 8], part["hr"])]
+        assert found, "the sub-crop is a 4-aligned window of the cached crop"
+        y, x = found[0]
+        assert torch.equal(full["teacher"][:, y:y + 8, x:x + 8], part["teacher"])
+        assert torch.equal(full["lr"][:, y // 4:y // 4 + 2, x // 4:x // 4 + 2], part["lr"])
+    with pytest.raises(ValueError, match="multiple of 4"):
+        TeacherShards(tmp_path / "cache", crop=10)
+
+
 def test_a_lost_shard_is_rebuilt_identically_and_finished_ones_are_kept(tmp_path, photo_dir, teacher):
     folder = tmp_path / "cache"
     _build(folder, photo_dir, teacher)
@@ -73,8 +89,8 @@ def test_a_lost_shard_is_rebuilt_identically_and_finished_ones_are_kept(tmp_path
 
 def test_a_folder_built_with_other_settings_is_refused(tmp_path, photo_dir, teacher):
     _build(tmp_path / "cache", photo_dir, teacher)
-    with pytest.raises(ValueError, match="other settings.*seed"):
-        _build(tmp_path / "cache", photo_dir, teacher, description={"seed": 6})
+    with pytest.raises(ValueError, match="other settings.*teacher"):
+        _build(tmp_path / "cache", photo_dir, teacher, description={"teacher": "another"})
 
 
 def test_evaluation_photos_never_reach_the_teacher(tmp_path, photo_dir):

@@ -91,11 +91,9 @@ def _pairs(val_dir: str, val_every: int):
         return None
 
 
-def _train(task, dataset: DegradedCrops, data: Path, out: Path, crop: int, config: LoopConfig, resume: bool,
+def _train(task, dataset, data: Path, out: Path, crop: int, config: LoopConfig, resume: bool,
            extra: dict | None = None) -> None:
-    record = TrainingData(data=str(data), crop=crop, images=len(dataset.images), hr_scales=list(dataset.hr_scales),
-                          min_detail=dataset.min_detail, degradation=dataset.config.as_dict(),
-                          light_share=dataset.light_share, light_degradation=dataset.light_config.as_dict())
+    record = TrainingData(data=str(data), crop=crop, **dataset.describe())
     path = train(task, lambda start: make_loader(dataset, config.batch, start, config.steps, config.num_workers),
                  config, out, resume=resume, info={**record.to_info(), **(extra or {})})
     typer.echo(str(path))
@@ -217,10 +215,31 @@ def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig,
                                                         "(1: ResShift), kept in the header.")] = 1.0,
                      last_noise_scale: Annotated[float, typer.Option(
                          "--last-noise-scale", min=0.0, help="Sampling: the same for the step into τ = 0, whose "
-                                                             "noise the last call cannot remove.")] = 0.0) -> None:
+                                                             "noise the last call cannot remove.")] = 0.0,
+                     teacher_cache: Annotated[Path | None, typer.Option(
+                         "--teacher-cache", help="Read crops and teacher outputs from a `qusr train "
+                                                 "teacher-cache` folder (its crop options replace these).")]
+                     = None,
+                     teacher_weight: Annotated[float, typer.Option(
+                         "--teacher-weight", min=0.0, help="λ of L1 to the teacher's output (needs --teacher-cache).")]
+                     = 0.0,
+                     feature_weight: Annotated[float, typer.Option(
+                         "--feature-weight", min=0.0, help="λ of the random-CNN feature + Gram loss.")] = 0.0,
+                     gan_weight: Annotated[float, typer.Option(
+                         "--gan-weight", min=0.0, help="λ of the adversarial term (0: no discriminator).")] = 0.0,
+                     disc_width: Annotated[int, typer.Option("--disc-width", min=4,
+                                                             help="U-Net discriminator base channels.")] = 32,
+                     disc_lr: Annotated[float, typer.Option("--disc-lr", help="Discriminator Adam learning rate.")]
+                     = 1e-4,
+                     procedural_share: Annotated[float, typer.Option(
+                         "--procedural-share", min=0.0, max=1.0, help="Share of dead-leaves crops among the photos'.")]
+                     = 0.0) -> None:
     """Residual-shift denoiser, with the frozen aux net g and critique priors.
 
     Example: qusr train denoiser --data ../shared/data/train --aux runs/aux/aux.safetensors --out runs/den
+
+    Perceptual recipe: --teacher-cache runs/teacher-cache --teacher-weight 1 --feature-weight 0.1
+    --gan-weight 0.1 --procedural-share 0.2
     """
     from qusr_cli.prior.learned_critic import LearnedCritic
     from qusr_cli.train.denoiser import DenoiserTask, measure_aux_error
@@ -237,9 +256,22 @@ def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig,
 
         encoder = TextEncoder(source="minilm")
     aux_net = load_checkpoint(aux, role="aux")
-    dataset = _crops(data, crop=crop, seed=config.seed, images=slice(max_images or None),
-                     hr_scales=tuple(parse_numbers(hr_scales, "--hr-scales", float)), min_detail=min_detail,
-                     light_share=light_share)
+    if teacher_weight and teacher_cache is None:
+        raise InputError("--teacher-weight needs --teacher-cache (make one with `qusr train teacher-cache`)")
+    if teacher_cache is not None:
+        from qusr_cli.train.teacher_cache import TeacherShards
+
+        with _data_errors():
+            dataset = TeacherShards(teacher_cache, crop=crop)
+    else:
+        dataset = _crops(data, crop=crop, seed=config.seed, images=slice(max_images or None),
+                         hr_scales=tuple(parse_numbers(hr_scales, "--hr-scales", float)), min_detail=min_detail,
+                         light_share=light_share)
+    if procedural_share or teacher_cache is not None:
+        from qusr_cli.train.procedural import DeadLeavesCrops, MixedSource
+
+        leaves = DeadLeavesCrops(crop=crop, seed=config.seed, light_share=light_share) if procedural_share else None
+        dataset = MixedSource(dataset, leaves, procedural_share, seed=config.seed)
     if aux_error is None and residual_base is ResidualBase.blend:
         aux_error = measure_aux_error(aux_net, dataset)
         typer.echo(f"σ_g of g on 64 training crops: {aux_error:.4f}")
@@ -248,7 +280,9 @@ def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig,
                             residual_base=residual_base.value, fft_weight=fft_weight,
                             **({} if aux_error is None else {"aux_error": aux_error}), null_prob=null_prob,
                             critic_prob=critic_prob, val_pairs=_pairs(val_dir, config.val_every),
-                            noise_scale=noise_scale, last_noise_scale=last_noise_scale, **arch_config)
+                            noise_scale=noise_scale, last_noise_scale=last_noise_scale,
+                            teacher_weight=teacher_weight, feature_weight=feature_weight, gan_weight=gan_weight,
+                            discriminator_width=disc_width, discriminator_lr=disc_lr, **arch_config)
     except TypeError as exc:  # an option the architecture's constructor does not take
         raise InputError(f"--arch {arch}: {exc}") from None
     sources = DenoiserSources(aux=str(aux), critic=str(critic) if critic else None, text_prior=text)
@@ -356,9 +390,7 @@ def teacher_cache_command(data: DataOpt,
     net = load_checkpoint(teacher, role="aux", device=run_device)
     if run_device.type == "cpu":
         net.to(memory_format=torch.channels_last)  # oneDNN's blocked kernels, as the engine does
-    description = {"data": data.name, "photos": {p.name: file_digest(p)[:16] for p in files}, "crop": crop,
-                   "seed": seed, "hr_scales": list(dataset.hr_scales), "min_detail": min_detail,
-                   "light_share": light_share, "degradation": dataset.config.as_dict(),
+    description = {"data": data.name, "photos": {p.name: file_digest(p)[:16] for p in files},
                    "teacher": {"sha256": file_digest(teacher), "arch": net.arch_name,
                                **{k: v for k, v in checkpoint_info(teacher).items() if k in ("source", "licence")}}}
 

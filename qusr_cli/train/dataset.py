@@ -109,6 +109,12 @@ class DegradedCrops(Dataset):
         # Samples are generated, not stored; the index only seeds them.
         return 2 ** 62
 
+    def describe(self) -> dict:
+        """What the samples are: the fields of the header's ``TrainingData`` besides data and crop."""
+        return {"images": len(self.images), "hr_scales": list(self.hr_scales), "min_detail": self.min_detail,
+                "degradation": self.config.as_dict(), "light_share": self.light_share,
+                "light_degradation": self.light_config.as_dict()}
+
     def draw_crop(self, rng: np.random.Generator) -> torch.Tensor:
         levels = self.levels[int(rng.integers(len(self.images)))]
         # With one scale no draw is made, so runs from before ``hr_scales`` existed draw the same samples.
@@ -158,10 +164,15 @@ class StepSamples(Sampler[int]):
 
 
 def make_loader(dataset: Dataset, batch: int, start_step: int, steps: int, num_workers: int) -> DataLoader:
-    """This process's batches for steps start_step … steps−1."""
+    """This process's batches for steps start_step … steps−1 (its share of each under torchrun).
+
+    The loader gets a generator of its own: an iterator draws its workers' base seed from it, and
+    drawing from the global RNG instead would shift every later draw of a resumed run by one (the
+    samples themselves are seeded by their index and need no seed from the loader).
+    """
     return DataLoader(dataset, batch_size=batch, sampler=StepSamples(start_step, steps, batch, *rank_and_world()),
                       num_workers=num_workers, persistent_workers=False,
-                      prefetch_factor=4 if num_workers else None)
+                      prefetch_factor=4 if num_workers else None, generator=torch.Generator().manual_seed(0))
 
 
 def fixed_batch(dataset: Dataset, indices: range | list[int]) -> dict:

@@ -21,6 +21,8 @@ from qusr_cli.prior.learned_critic import report_from_estimates
 from qusr_cli.prior.report import critique_from_report
 from qusr_cli.prior.text_encoder import MINILM_HIDDEN_SIZE
 from qusr_cli.stages import stage_maps
+from qusr_cli.train.adversarial import Adversary
+from qusr_cli.train.objective import RestorationObjective
 from qusr_cli.train.validate import PairedSet, evaluate
 from qusr_cli.uncertainty import DEFAULT_FLOOR, DEFAULT_PSI_MAX
 from qusr_cli.weights.header import DEFAULT_TEXT_ENCODER, DiffusionSettings
@@ -66,20 +68,6 @@ def measure_aux_error(aux_net: nn.Module, dataset, count: int = 64, batch: int =
     return (squared / pixels) ** 0.5
 
 
-def fft_magnitude_l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L_fft = mean | |F(x̂0)| − |F(x0)| | with the orthonormal 2-D real FFT per channel."""
-    spectrum_p = torch.fft.rfft2(prediction.float(), norm="ortho").abs()
-    spectrum_t = torch.fft.rfft2(target.float(), norm="ortho").abs()
-    return (spectrum_p - spectrum_t).abs().mean()
-
-
-def denoiser_loss(prediction: torch.Tensor, target: torch.Tensor, fft_weight: float) -> tuple[torch.Tensor, dict]:
-    """L = mean |x̂0 − x0| + λ·L_fft."""
-    pixel = (prediction.float() - target.float()).abs().mean()
-    spectral = fft_magnitude_l1(prediction, target)
-    return pixel + fft_weight * spectral, {"l1": float(pixel.detach()), "fft": float(spectral.detach())}
-
-
 def pad_prior(encoded: list[tuple[torch.Tensor, torch.Tensor] | None],
               context_dim: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Stack per-sample (tokens, mask) into (B, L, D) and (B, L), L the longest; padding is masked out.
@@ -107,7 +95,8 @@ class DenoiserTask:
                  null_prob: float = 0.15, critic_prob: float = 0.25, grid_prob: float = 0.5,
                  val_pairs: PairedSet | None = None, val_steps: int = 5, noise_scale: float = 1.0,
                  last_noise_scale: float = 1.0, floor: float = DEFAULT_FLOOR, psi_max: float = DEFAULT_PSI_MAX,
-                 **arch_config):
+                 teacher_weight: float = 0.0, feature_weight: float = 0.0, gan_weight: float = 0.0,
+                 discriminator_width: int = 32, discriminator_lr: float = 1e-4, **arch_config):
         """``arch``: a registered denoiser architecture, built with ``arch_config`` plus the prior-token
         width of ``encoder`` (MiniLM's without one, the encoder the engine falls back to).
 
@@ -115,7 +104,10 @@ class DenoiserTask:
         the blend of x_τ and g(y) (prediction type "blend", σ_g = ``aux_error``).
 
         The noise scales only change sampling (validation, and the engine through the header); b and
-        ψmax shape w in training, validation and the engine alike, through the header."""
+        ψmax shape w in training, validation and the engine alike, through the header.
+        ``teacher_weight``, ``feature_weight`` and ``gan_weight`` switch on the perceptual terms of
+        :class:`~qusr_cli.train.objective.RestorationObjective`; with ``gan_weight`` the task has an
+        ``adversary`` that the loop steps, saves and resumes."""
         blend = residual_base == "blend"
         context_dim = encoder.hidden_size if encoder is not None else MINILM_HIDDEN_SIZE
         self.model = REGISTRY.entry(arch, role="denoiser").cls(
@@ -128,7 +120,9 @@ class DenoiserTask:
         self.settings = DiffusionSettings(schedule=scheduler.config, floor=floor, psi_max=psi_max,
                                           text_encoder=encoder.name if encoder is not None else DEFAULT_TEXT_ENCODER)
         self.scheduler = scheduler
-        self.fft_weight = fft_weight
+        self.adversary = (Adversary(width=discriminator_width, lr=discriminator_lr, weight=gan_weight)
+                          if gan_weight else None)
+        self.objective = RestorationObjective(fft_weight, teacher_weight, feature_weight, self.adversary)
         self.null_prob = null_prob if encoder is not None else 1.0
         self.critic_prob = critic_prob if critic is not None else 0.0
         self.grid_prob = grid_prob
@@ -164,7 +158,7 @@ class DenoiserTask:
             context, mask = context.to(lr.device), mask.to(lr.device)
         output = model(x_t, tau, maps.conditioning(context, mask))
         prediction = self.scheduler.predict_x0(output, eta, x_t, maps.up, maps.aux, maps.weight)
-        loss, parts = denoiser_loss(prediction, hr, self.fft_weight)
+        loss, parts = self.objective(prediction, batch)
         return loss, {**parts, "null_prior": sum(t is None for t in texts) / len(texts)}
 
     def validate(self, model: nn.Module) -> dict[str, float]:
@@ -183,7 +177,7 @@ class DenoiserTask:
                 **self._baselines}
 
     def info(self) -> dict:
-        return {"loss": f"L1 + {self.fft_weight}·L1(|FFT|)", "params": sum(p.numel() for p in self.model.parameters()),
+        return {"loss": self.objective.describe(), "params": sum(p.numel() for p in self.model.parameters()),
                 "null_prob": self.null_prob, "critic_prob": self.critic_prob,
                 "grid_prob": self.grid_prob, "tau_grid": list(INFERENCE_GRID), "val_prior": "null",
                 "val_steps": self.val_steps}

@@ -68,6 +68,20 @@ class Distributed:
         if len(set(digests)) > 1:
             raise RuntimeError(f"the weights differ between ranks ({len(set(digests))} versions)")
 
+    def average_weights(self, module: nn.Module) -> None:
+        """Set ``module``'s parameters to their mean over the ranks (a collective).
+
+        For a net a task steps itself outside DDP (the GAN's discriminator): each rank updated it on
+        its own crops, and averaging after every step keeps one discriminator, identical everywhere.
+        Its optimizer state stays per rank; rank 0's is the one saved.
+        """
+        if not self.active:
+            return
+        with torch.no_grad():
+            for param in module.parameters():
+                dist.all_reduce(param.data)
+                param.data /= self.world
+
     def finish(self) -> None:
         if self.active:
             dist.barrier()

@@ -5,8 +5,9 @@ does the rest. The run folder holds:
 
 - ``<role>.safetensors``: the EMA weights, a checkpoint ``load_checkpoint`` reads as it is (rewritten
   at every save, so a killed run still leaves usable weights);
-- ``resume/state.safetensors`` + ``resume/state.json``: model, EMA, optimizer and RNG state, and the
-  scalars (no pickle anywhere, like the rest of the project);
+- ``resume/state.safetensors`` + ``resume/state.json``: model, EMA, optimizer and RNG state (and a
+  task's adversary: discriminator and its optimizer), and the scalars (no pickle anywhere, like the
+  rest of the project);
 - ``log.jsonl``: one JSON object per logged step and per validation.
 
 Under ``torchrun`` the same loop runs in every process (see ``distributed``); only rank 0 writes.
@@ -60,6 +61,10 @@ class LoopConfig:
 
 
 class Task(Protocol):
+    """What the loop trains. A task may also have an ``adversary``
+    (:class:`~qusr_cli.train.adversarial.Adversary`, or None): the loop steps it after every
+    generator step and saves and resumes it with the run."""
+
     role: str
     model: nn.Module
 
@@ -122,19 +127,28 @@ def hardware(device: torch.device) -> dict:
 # Resume state (safetensors + JSON)
 
 
-def _flat_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
+def _flat_optimizer(optimizer: torch.optim.Optimizer, prefix: str = "optim") -> tuple[dict[str, torch.Tensor], list]:
     state = optimizer.state_dict()
-    tensors = {f"optim.{index}.{name}": value.detach().cpu().contiguous()
+    tensors = {f"{prefix}.{index}.{name}": value.detach().cpu().contiguous()
                for index, slots in state["state"].items() for name, value in slots.items()}
     return tensors, state["param_groups"]
 
 
-def _unflat_optimizer(tensors: dict[str, torch.Tensor], groups: list) -> dict:
+def _unflat_optimizer(tensors: dict[str, torch.Tensor], groups: list, prefix: str = "optim") -> dict:
     slots: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
-        _, index, name = key.split(".", 2)
-        slots.setdefault(int(index), {})[name] = value
+        if key.startswith(prefix + "."):
+            index, name = key[len(prefix) + 1:].split(".", 1)
+            slots.setdefault(int(index), {})[name] = value
     return {"state": slots, "param_groups": groups}
+
+
+def _module_tensors(module: nn.Module, prefix: str) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+def _load_module(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str) -> None:
+    module.load_state_dict({k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
 
 
 @dataclass
@@ -145,14 +159,17 @@ class RunState:
 
 
 def save_resume(folder: Path, model: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer,
-                run: RunState, rng: random.Random) -> None:
+                run: RunState, rng: random.Random, adversary=None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
+    tensors = {**_module_tensors(model, "model"), **_module_tensors(ema, "ema")}
     optim_tensors, groups = _flat_optimizer(optimizer)
     tensors.update(optim_tensors)
     tensors["rng.torch"] = torch.get_rng_state()
     scalars = {"run": asdict(run), "param_groups": groups, "python_random": _jsonable(rng.getstate())}
+    if adversary is not None:
+        tensors.update(_module_tensors(adversary.discriminator, "adversary"))
+        adversary_tensors, scalars["adversary_param_groups"] = _flat_optimizer(adversary.optimizer, "adversary_optim")
+        tensors.update(adversary_tensors)
     # Write both files under temporary names first: a kill mid-save leaves the previous pair intact.
     save_file(tensors, str(folder / "state.safetensors.tmp"))
     (folder / "state.json.tmp").write_text(json.dumps(scalars))
@@ -169,15 +186,21 @@ def _tupled(value):
 
 
 def load_resume(folder: Path, model: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer,
-                rng: random.Random) -> RunState | None:
+                rng: random.Random, adversary=None) -> RunState | None:
     if not (folder / "state.safetensors").exists() or not (folder / "state.json").exists():
         return None
     tensors = load_file(str(folder / "state.safetensors"))
     scalars = json.loads((folder / "state.json").read_text())
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-    optimizer.load_state_dict(_unflat_optimizer({k: v for k, v in tensors.items() if k.startswith("optim.")},
-                                                scalars["param_groups"]))
+    _load_module(model, tensors, "model")
+    _load_module(ema, tensors, "ema")
+    optimizer.load_state_dict(_unflat_optimizer(tensors, scalars["param_groups"]))
+    if adversary is not None:
+        if "adversary_param_groups" not in scalars:
+            raise ValueError(f"{folder} was saved without a discriminator; resume with the options it was "
+                             "started with, or start afresh with --no-resume")
+        _load_module(adversary.discriminator, tensors, "adversary")
+        adversary.optimizer.load_state_dict(_unflat_optimizer(tensors, scalars["adversary_param_groups"],
+                                                              "adversary_optim"))
     torch.set_rng_state(tensors["rng.torch"])
     rng.setstate(_tupled(scalars["python_random"]))
     return RunState(**scalars["run"])
@@ -217,8 +240,11 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     amp_dtype = autocast_dtype(device, config.amp)
+    adversary = getattr(task, "adversary", None)
+    if adversary is not None:
+        adversary.to(device)
     resume_dir = out_dir / "resume"
-    run = (load_resume(resume_dir, model, ema, optimizer, rng) if resume else None) or RunState()
+    run = (load_resume(resume_dir, model, ema, optimizer, rng, adversary) if resume else None) or RunState()
     if run.step:
         distributed.resume_streams(rng, config.seed, ranks.rank, run.step)
         if ranks.is_main:
@@ -251,9 +277,11 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
     def save() -> None:
         saved_at[0] = run.step
         ranks.check_same(ema)
+        if adversary is not None:
+            ranks.check_same(adversary.discriminator)
         if not ranks.is_main:
             return
-        save_resume(resume_dir, model, ema, optimizer, run, rng)
+        save_resume(resume_dir, model, ema, optimizer, run, rng, adversary)
         save_checkpoint(final_path, ema, role=task.role, info=checkpoint_info(), dtype=torch.float16)
 
     if run.step == 0 and config.val_every:
@@ -272,6 +300,9 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
         loss.float().backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
+        if adversary is not None:
+            metrics["discriminator_loss"] = adversary.update()
+            ranks.average_weights(adversary.discriminator)
         update_ema(ema, model, ema_decay(run.step, config.ema_decay))
         run.step += 1
         now = time.perf_counter()

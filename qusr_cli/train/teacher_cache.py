@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -88,12 +89,15 @@ def build_teacher_cache(dataset: Dataset, teacher: nn.Module, folder: str | Path
                         progress: Callable[[CacheProgress], None] | None = None) -> int:
     """Write shards until ``count`` samples (rounded up to whole shards) are cached; return the shard count.
 
-    ``description`` says what the samples are (dataset options, teacher digest); a folder built with
-    another description is refused rather than mixed.
+    ``dataset`` is a :class:`~qusr_cli.train.dataset.DegradedCrops`; ``description`` adds what its own
+    ``describe()`` does not say (the photos' digests, the teacher). A folder built with other settings
+    is refused rather than mixed.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    manifest = {"format": FORMAT, "shard_size": shard_size, **description}
+    # through JSON, so tuples compare equal to the lists a manifest on disk holds
+    manifest = json.loads(json.dumps({"format": FORMAT, "shard_size": shard_size, "crop": dataset.crop,
+                                      "seed": dataset.seed, **dataset.describe(), **description}))
     manifest_path = folder / MANIFEST
     if manifest_path.exists():
         existing = json.loads(manifest_path.read_text())
@@ -130,9 +134,11 @@ class TeacherShards(Dataset):
 
     Indices past the cached samples wrap around; each pass over the cache uses the next of the 8
     dihedral transforms (the same for hr, lr and teacher), so a long run sees every crop 8 ways.
+    With ``crop`` smaller than the cached crops, each sample is a sub-crop (at a position drawn from
+    the index, on the LR pixel grid) of the same HR, LR and teacher crop.
     """
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, crop: int | None = None):
         self.folder = Path(folder)
         manifest_path = self.folder / MANIFEST
         if not manifest_path.is_file():
@@ -145,7 +151,21 @@ class TeacherShards(Dataset):
         if not self.shards:
             raise FileNotFoundError(f"{self.folder} holds no finished shard yet")
         self.size = self.shards * self.shard_size
+        self.cached_crop = int(self.manifest["crop"])
+        self.scale = int(self.manifest["degradation"]["scale"])
+        self.crop = crop or self.cached_crop
+        if self.crop > self.cached_crop or self.crop % self.scale:
+            raise ValueError(f"crop {self.crop} must be a multiple of {self.scale} no larger than the cached "
+                             f"{self.cached_crop}")
         self._handles: dict[int, object] = {}
+
+    def describe(self) -> dict:
+        """The header's ``TrainingData`` fields besides data and crop, from the manifest."""
+        crops = ("images", "hr_scales", "min_detail", "degradation", "light_share", "light_degradation")
+        own = ("format", "shard_size", "seed", "crop", "teacher", "data")
+        return {**{key: self.manifest[key] for key in crops if key in self.manifest},
+                "teacher_cache": {**{key: self.manifest[key] for key in own if key in self.manifest},
+                                  "samples": self.size}}
 
     def __len__(self) -> int:
         return 2 ** 62
@@ -165,8 +185,14 @@ class TeacherShards(Dataset):
         code = (index // self.size) % 8
         handle = self._handle(position // self.shard_size)
         row = position % self.shard_size
-        images = {key: augment(handle.get_slice(key)[row:row + 1][0], code).float() / 255.0
-                  for key in ("hr", "lr", "teacher")}
+        lr_crop, lr_cached = self.crop // self.scale, self.cached_crop // self.scale
+        top, left = np.random.default_rng([index, 0xC0]).integers(lr_cached - lr_crop + 1, size=2)
+        windows = {"lr": (top, left, lr_crop), "hr": (top * self.scale, left * self.scale, self.crop),
+                   "teacher": (top * self.scale, left * self.scale, self.crop)}
+        images = {}
+        for key, (y, x, side) in windows.items():
+            pixels = handle.get_slice(key)[row:row + 1, :, y:y + side, x:x + side][0]
+            images[key] = augment(pixels, code).float() / 255.0
         params = {key[len("param."):]: float(handle.get_slice(key)[row:row + 1][0])
                   for key in handle.keys() if key.startswith("param.")}
         return {**{k: v.contiguous() for k, v in images.items()}, "params": params}

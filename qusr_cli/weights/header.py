@@ -89,17 +89,23 @@ class TrainingData:
     degradation: dict = field(default_factory=dict)
     light_share: float = 0.0
     light_degradation: dict | None = None
+    teacher_cache: dict | None = None  # the cache's manifest (teacher, seed, shard size) when crops came from one
+    procedural_share: float = 0.0
+    procedural: dict | None = None  # the procedural source (dead leaves) when procedural_share > 0
 
     def to_info(self) -> dict:
         info = asdict(self)
-        if not self.light_share:
-            del info["light_degradation"]
+        for key, used in (("light_degradation", self.light_share), ("teacher_cache", self.teacher_cache),
+                          ("procedural_share", self.procedural_share), ("procedural", self.procedural_share)):
+            if not used:
+                del info[key]
         return info
 
     @classmethod
     def from_info(cls, info: dict) -> TrainingData:
         kinds = {"data": str, "crop": int, "images": int, "hr_scales": list, "min_detail": _NUMBER,
-                 "degradation": dict, "light_share": _NUMBER, "light_degradation": dict}
+                 "degradation": dict, "light_share": _NUMBER, "light_degradation": dict, "teacher_cache": dict,
+                 "procedural_share": _NUMBER, "procedural": dict}
         return cls(**{key: _typed(info, key, kind, "info") for key, kind in kinds.items() if key in info})
 
 

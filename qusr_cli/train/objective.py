@@ -1,0 +1,69 @@
+"""The denoiser's training objective: fidelity terms, the teacher term and the perceptual terms together."""
+
+from __future__ import annotations
+
+import torch
+
+from qusr_cli.train.adversarial import Adversary
+from qusr_cli.train.perceptual import RandomFeatures, random_feature_loss
+
+
+def fft_magnitude_l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L_fft = mean | |F(x̂0)| − |F(x0)| | with the orthonormal 2-D real FFT per channel."""
+    spectrum_p = torch.fft.rfft2(prediction.float(), norm="ortho").abs()
+    spectrum_t = torch.fft.rfft2(target.float(), norm="ortho").abs()
+    return (spectrum_p - spectrum_t).abs().mean()
+
+
+def teacher_l1(prediction: torch.Tensor, teacher: torch.Tensor, has_teacher: torch.Tensor) -> torch.Tensor:
+    """L_t = Σ_i h_i·mean|x̂0_i − t_i| / max(1, Σ_i h_i): L1 to the teacher's output over samples that have one."""
+    per_sample = (prediction.float() - teacher.float()).abs().flatten(1).mean(1)
+    return (per_sample * has_teacher).sum() / has_teacher.sum().clamp_min(1.0)
+
+
+class RestorationObjective:
+    """L = L1(x̂0, x0) + λ_fft·L_fft + λ_t·L_t + λ_rf·L_rf(x̂0, x0) + λ_GAN·L_G(x̂0).
+
+    Terms whose weight is 0 are not computed. The adversary's λ_GAN is its own ``weight``.
+    """
+
+    def __init__(self, fft_weight: float = 0.05, teacher_weight: float = 0.0, feature_weight: float = 0.0,
+                 adversary: Adversary | None = None, features: RandomFeatures | None = None):
+        self.fft_weight = fft_weight
+        self.teacher_weight = teacher_weight
+        self.feature_weight = feature_weight
+        self.adversary = adversary
+        self.features = features or (RandomFeatures() if feature_weight else None)
+
+    def __call__(self, prediction: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        hr = batch["hr"]
+        pixel = (prediction.float() - hr.float()).abs().mean()
+        spectral = fft_magnitude_l1(prediction, hr)
+        total = pixel + self.fft_weight * spectral
+        parts = {"l1": float(pixel.detach()), "fft": float(spectral.detach())}
+        if self.teacher_weight and "teacher" in batch:
+            has_teacher = batch.get("has_teacher", torch.ones(len(hr), device=hr.device)).float()
+            term = teacher_l1(prediction, batch["teacher"], has_teacher)
+            total = total + self.teacher_weight * term
+            parts["teacher_l1"] = float(term.detach())
+        if self.feature_weight:
+            self.features.to(prediction.device)
+            term = random_feature_loss(self.features, prediction, hr)
+            total = total + self.feature_weight * term
+            parts["random_features"] = float(term.detach())
+        if self.adversary is not None:
+            term = self.adversary.generator_term(hr, prediction.float())
+            total = total + term
+            parts["gan_g"] = float(term.detach()) / max(self.adversary.weight, 1e-12)
+        return total, parts
+
+    def describe(self) -> str:
+        terms = ["L1", f"{self.fft_weight}·L1(|FFT|)"]
+        if self.teacher_weight:
+            terms.append(f"{self.teacher_weight}·L1(teacher)")
+        if self.feature_weight:
+            terms.append(f"{self.feature_weight}·L_rf(random CNN {self.features.widths}, seed {self.features.seed})")
+        if self.adversary is not None:
+            terms.append(f"{self.adversary.weight}·L_GAN(U-Net D width {self.adversary.discriminator.width}, "
+                         "DiffAugment)")
+        return " + ".join(terms)

@@ -1,0 +1,240 @@
+"""The perceptual recipe: random-CNN loss, discriminator with DiffAugment, dead leaves, teacher term,
+and a CLI run that uses all of them, resumes identically and loads in the engine."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from typer.testing import CliRunner
+
+from qusr_cli.archs.compact import CompactSR
+from qusr_cli.cli.train_cmd import train_app
+from qusr_cli.train.adversarial import (Adversary, UNetDiscriminator, augment_cutout, augment_translation,
+                                        diff_augment)
+from qusr_cli.train.objective import RestorationObjective, teacher_l1
+from qusr_cli.train.perceptual import RandomFeatures, random_feature_loss
+from qusr_cli.train.procedural import DeadLeavesCrops, MixedSource, dead_leaves, leaf_radii
+from qusr_cli.weights.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
+
+
+def _image(seed: int, size: int = 32) -> torch.Tensor:
+    return dead_leaves(seed, size)[None]
+
+
+# ---- random-feature loss ------------------------------------------------------------------------
+
+
+def test_the_seed_alone_fixes_the_random_network():
+    a, b, other = RandomFeatures(seed=1), RandomFeatures(seed=1), RandomFeatures(seed=2)
+    assert all(torch.equal(x, y) for x, y in zip(a.weights, b.weights))
+    assert not torch.equal(a.weights[0], other.weights[0])
+    # He-normal scale: the spread of each conv's weights is √(2 / (9·fan_in))
+    for weight in RandomFeatures().weights:
+        expected = (2.0 / (9 * weight.shape[1])) ** 0.5
+        assert float(weight.std()) == pytest.approx(expected, rel=0.1)
+    assert not any(w.requires_grad for w in a.weights)
+
+
+def test_random_feature_loss_is_zero_on_the_target_and_grows_with_blur():
+    network = RandomFeatures(widths=(8, 16))
+    target = _image(0)
+    blurred = F.avg_pool2d(F.pad(target, (1, 1, 1, 1), mode="reflect"), 3, stride=1)
+    more_blurred = F.avg_pool2d(F.pad(blurred, (1, 1, 1, 1), mode="reflect"), 3, stride=1)
+    assert float(random_feature_loss(network, target, target)) == pytest.approx(0.0, abs=1e-7)
+    assert 0 < float(random_feature_loss(network, blurred, target)) < float(random_feature_loss(network, more_blurred,
+                                                                                                target))
+
+
+# ---- adversary ------------------------------------------------------------------------------------
+
+
+def test_discriminator_gives_a_logit_per_pixel_and_augmentations_keep_gradients():
+    images = torch.rand(2, 3, 32, 32, requires_grad=True)
+    assert UNetDiscriminator(width=4)(images).shape == (2, 1, 32, 32)
+    diff_augment(images).sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+    torch.manual_seed(0)
+    moved = augment_translation(images.detach(), ratio=0.25)
+    # a translation moves content without changing it: every non-zero pixel value exists in the source
+    assert set(moved[moved != 0].tolist()) <= set(images.detach().flatten().tolist())
+    holes = augment_cutout(torch.ones(2, 3, 32, 32), ratio=0.5)
+    assert float((holes == 0).float().mean()) == pytest.approx(0.25)
+
+
+def test_the_discriminator_learns_to_tell_sharp_from_blurred():
+    torch.manual_seed(0)
+    adversary = Adversary(width=8, lr=2e-3, weight=0.1)
+    real = torch.cat([_image(seed) for seed in range(4)])
+    fake = F.interpolate(F.avg_pool2d(real, 4), scale_factor=4, mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        margin_before = float(adversary.discriminator(real).mean() - adversary.discriminator(fake).mean())
+    for _ in range(60):
+        adversary.generator_term(real, fake)
+        adversary.update()
+    with torch.no_grad():
+        margin = float(adversary.discriminator(real).mean() - adversary.discriminator(fake).mean())
+    assert margin > 1.0 and margin > margin_before + 1.0
+    # the generator's term uses the discriminator without training it
+    before = [p.clone() for p in adversary.discriminator.parameters()]
+    adversary.optimizer.zero_grad(set_to_none=True)
+    fake.requires_grad_(True)
+    adversary.generator_term(real, fake).backward()
+    assert fake.grad.abs().sum() > 0
+    assert all(p.grad is None for p in adversary.discriminator.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, adversary.discriminator.parameters()))
+
+
+# ---- objective ------------------------------------------------------------------------------------
+
+
+def test_teacher_term_skips_samples_without_a_teacher():
+    prediction, teacher = torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4)
+    assert float(teacher_l1(prediction, teacher, torch.tensor([1.0, 0.0]))) == pytest.approx(1.0)
+    assert float(teacher_l1(prediction, teacher, torch.tensor([0.0, 0.0]))) == 0.0
+
+
+def test_each_term_of_the_objective_pulls_a_net_toward_its_target():
+    torch.manual_seed(0)
+    hr = torch.cat([_image(seed) for seed in range(2)])
+    lr = F.avg_pool2d(hr, 4)
+    teacher = hr.flip(-1)  # a target unlike the HR, so only the teacher term pulls this way
+    batch = {"hr": hr, "teacher": teacher, "has_teacher": torch.ones(2)}
+    for name, objective in (("teacher_l1", RestorationObjective(teacher_weight=10.0)),
+                            ("random_features", RestorationObjective(feature_weight=1.0,
+                                                                     features=RandomFeatures(widths=(8, 16))))):
+        net = CompactSR(num_feat=8, num_conv=2)
+        optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+        values = []
+        for _ in range(30):
+            loss, parts = objective(net(lr), batch)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            values.append(parts[name])
+        assert values[-1] < 0.8 * values[0], name
+
+
+# ---- procedural images ----------------------------------------------------------------------------
+
+
+def test_dead_leaves_are_seeded_covered_and_sharp():
+    assert torch.equal(dead_leaves(3, 64), dead_leaves(3, 64))
+    assert not torch.equal(dead_leaves(3, 64), dead_leaves(4, 64))
+    radii = leaf_radii(np.random.default_rng(0), 10_000, 2.0, 50.0)
+    assert radii.min() >= 2.0 and radii.max() <= 50.0
+    # density ∝ r^-3: P(r > 2·r_min) = (1/4 − 1/2500·…) / (1 − …) ≈ 1/4
+    assert float((radii > 4.0).mean()) == pytest.approx(0.25, abs=0.02)
+    image = dead_leaves(0, 128)
+    assert image.min() >= 0 and image.max() <= 1
+    steps = (image[:, :, 1:] - image[:, :, :-1]).abs().amax(0)
+    assert float((steps > 0.2).float().mean()) > 0.01  # occlusion edges are one-pixel steps
+
+
+def test_mixed_source_draws_procedural_samples_at_its_share(tmp_path):
+    photos = DeadLeavesCrops(crop=16, seed=1)  # stands in for photos: any source of samples
+    mixed = MixedSource(photos, DeadLeavesCrops(crop=16, seed=2), share=0.3, seed=0)
+    drawn = [mixed[i] for i in range(60)]
+    procedural = [not torch.equal(s["hr"], photos[i]["hr"]) for i, s in enumerate(drawn)]
+    assert 0.1 < np.mean(procedural) < 0.5
+    assert all(float(s["has_teacher"]) == 0.0 and torch.equal(s["teacher"], s["hr"]) for s in drawn)
+    assert drawn[5]["lr"].shape == (3, 4, 4)
+
+
+# ---- the whole recipe through the CLI -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def recipe_inputs(tmp_path_factory):
+    """Photos, a teacher cache of them (a tiny random teacher), and a tiny g."""
+    root = tmp_path_factory.mktemp("recipe")
+    rng = np.random.default_rng(0)
+    (root / "photos").mkdir()
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(root / "photos" / f"p{i}.png")
+    torch.manual_seed(0)
+    teacher = save_checkpoint(root / "teacher.safetensors", CompactSR(num_feat=4, num_conv=1), role="aux")
+    aux = save_checkpoint(root / "aux.safetensors", CompactSR(num_feat=4, num_conv=1), role="aux")
+    result = CliRunner().invoke(train_app, [
+        "teacher-cache", "--data", str(root / "photos"), "--out", str(root / "cache"), "--teacher", str(teacher),
+        "--count", "8", "--shard-size", "4", "--crop", "32", "--hr-scales", "1", "--eval-dir", str(root / "none")])
+    assert result.exit_code == 0, result.output
+    return root, aux
+
+
+def _recipe(root, aux, out, steps: int) -> list[str]:
+    return ["denoiser", "--data", str(root / "photos"), "--out", str(out), "--aux", str(aux), "--no-text",
+            "--teacher-cache", str(root / "cache"), "--crop", "16", "--teacher-weight", "1", "--feature-weight",
+            "0.1", "--gan-weight", "0.1", "--disc-width", "4", "--procedural-share", "0.25", "--width", "8",
+            "--channel-mult", "1,2", "--batch", "2", "--workers", "0", "--val-every", "0", "--save-every", "2",
+            "--steps", str(steps), "--aux-error", "0.05"]
+
+
+def _recipe_task(aux_path):
+    from qusr_cli.train.denoiser import DenoiserTask
+
+    torch.manual_seed(0)
+    return DenoiserTask(load_checkpoint(aux_path, role="aux"), None, base_width=8, channel_mult=(1, 2),
+                        aux_error=0.05, teacher_weight=1.0, feature_weight=0.1, gan_weight=0.1,
+                        discriminator_width=4)
+
+
+def test_a_killed_recipe_run_resumes_to_the_same_weights_and_discriminator(tmp_path, recipe_inputs):
+    from qusr_cli.train.dataset import make_loader
+    from qusr_cli.train.loop import LoopConfig, train
+    from qusr_cli.train.teacher_cache import TeacherShards
+    from safetensors.torch import load_file
+
+    root, aux = recipe_inputs
+    source = MixedSource(TeacherShards(root / "cache", crop=16), DeadLeavesCrops(crop=16, seed=0), 0.25)
+    config = LoopConfig(steps=4, batch=2, lr=1e-3, warmup=1, save_every=2, val_every=0, log_every=1,
+                        num_workers=0)
+
+    def batches(start, stop_at=None):
+        loader = make_loader(source, config.batch, start, config.steps, 0)
+        for step, batch in enumerate(loader, start):
+            if step == stop_at:
+                raise KeyboardInterrupt  # the process dies right after the step-2 save
+            yield batch
+
+    straight = train(_recipe_task(aux), batches, config, tmp_path / "straight")
+    with pytest.raises(KeyboardInterrupt):
+        train(_recipe_task(aux), lambda start: batches(start, stop_at=2), config, tmp_path / "killed")
+    resumed = train(_recipe_task(aux), batches, config, tmp_path / "killed")
+
+    a, b = load_checkpoint(straight).state_dict(), load_checkpoint(resumed).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    states = [load_file(str(tmp_path / run / "resume" / "state.safetensors")) for run in ("straight", "killed")]
+    adversary_keys = [k for k in states[0] if k.startswith("adversary")]
+    assert adversary_keys and all(torch.equal(states[0][k], states[1][k]) for k in adversary_keys)
+    logs = [json.loads(line) for line in (tmp_path / "killed" / "log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["discriminator_loss"]) and "teacher_l1" in r and "random_features" in r
+               for r in logs if r["type"] == "train")
+
+
+def test_the_recipe_through_the_cli_records_itself_and_runs_in_the_engine(tmp_path, recipe_inputs):
+    from qusr_cli.bundle import load_bundle
+    from qusr_cli.upscaler import Upscaler
+
+    root, aux = recipe_inputs
+    result = CliRunner().invoke(train_app, _recipe(root, aux, tmp_path / "run", 2))
+    assert result.exit_code == 0, result.output
+    info = checkpoint_info(tmp_path / "run" / "denoiser.safetensors")
+    assert "L1(teacher)" in info["task"]["loss"] and "L_GAN" in info["task"]["loss"]
+    assert info["teacher_cache"]["samples"] == 8 and info["procedural_share"] == 0.25
+    assert info["procedural"]["kind"] == "dead leaves"
+    bundle = load_bundle("recipe", {"aux": aux, "denoiser": tmp_path / "run" / "denoiser.safetensors"})
+    upscaler = Upscaler(bundle, device=torch.device("cpu"), dtype=torch.float32)
+    assert upscaler.upscale(torch.rand(1, 3, 16, 16)).image.shape == (1, 3, 64, 64)
+
+
+def test_a_teacher_weight_without_a_cache_is_one_line(tmp_path, recipe_inputs):
+    root, aux = recipe_inputs
+    args = [a for a in _recipe(root, aux, tmp_path / "x", 2)]
+    cut = args.index("--teacher-cache")
+    result = CliRunner().invoke(train_app, args[:cut] + args[cut + 2:])
+    assert result.exit_code != 0 and "--teacher-weight needs --teacher-cache" in result.output
