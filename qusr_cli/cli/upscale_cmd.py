@@ -95,7 +95,7 @@ def batch(
     max_pixels: opt.MaxPixels = None,
     runner: Annotated[BatchEngine, typer.Option(
         "--engine", help="local: this process; ray: Ray Data actors on this machine or a cluster "
-                         "(pip install 'qusr[ray]').", rich_help_panel="Ray")] = BatchEngine.local,
+                         "(pip install 'qusr\\[ray]').", rich_help_panel="Ray")] = BatchEngine.local,
     address: Annotated[str | None, typer.Option(
         help="Ray cluster to join, e.g. auto or ray://head:10001 (default: start a local Ray).",
         rich_help_panel="Ray")] = None,
