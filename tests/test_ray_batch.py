@@ -10,16 +10,17 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from qusr_cli.cli.app import app
+from qusr_cli.options import EngineOptions
+from qusr_cli.ray_batch import RayLayout, actor_resources
 
 from helpers import make_tiny_model
-
-ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'qusr[ray]')")
 
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def local_ray():
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'qusr[ray]')")
     # One Ray instance for the module: starting one takes seconds. The CLI joins it.
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
@@ -48,7 +49,7 @@ def _batch(photos, out, tiny, *extra):
                                "--threads", "1", "--device", "cpu", *extra])
 
 
-def test_ray_writes_the_local_engine_files_skips_existing_and_reports_the_bad_one(photos, tiny, tmp_path):
+def test_ray_writes_the_local_engine_files_skips_existing_and_reports_the_bad_one(local_ray, photos, tiny, tmp_path):
     # One Ray run covers it all: each run starts its actors, which takes a while on a small machine.
     local = _batch(photos, tmp_path / "local", tiny)
     (tmp_path / "ray").mkdir()
@@ -68,3 +69,15 @@ def test_missing_ray_is_one_line_saying_how_to_install(photos, tiny, tmp_path, m
     assert result.exit_code != 0
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert errors == ["qusr: error: the Ray engine needs Ray: pip install 'qusr[ray]'"]
+
+
+def test_default_layout_fills_each_node_with_actors():
+    cpu_nodes = [{"Resources": {"CPU": 16.0}}, {"Resources": {"CPU": 8.0}}]
+    gpu_nodes = [{"Resources": {"CPU": 32.0, "GPU": 8.0}}] * 3
+    # CPU only: one actor per --threads CPUs of the smallest node, on every node
+    assert actor_resources(RayLayout(), EngineOptions(threads=4), cpu_nodes) == (4, 4.0, 0.0)
+    # GPUs: one actor per GPU; half a GPU each doubles them; --device cpu leaves the GPUs alone
+    assert actor_resources(RayLayout(), EngineOptions(), gpu_nodes) == (24, 1.0, 1.0)
+    assert actor_resources(RayLayout(gpus_per_actor=0.5), EngineOptions(), gpu_nodes) == (48, 1.0, 0.5)
+    assert actor_resources(RayLayout(), EngineOptions(device="cpu"), gpu_nodes) == (96, 1.0, 0.0)
+    assert actor_resources(RayLayout(actors_per_node=2), EngineOptions(), gpu_nodes) == (6, 1.0, 1.0)
