@@ -35,11 +35,11 @@ def _image(tmp_path, *, alpha=False, gray=False, bit_depth=8, icc=None, exif=Non
                        source_format="PNG", path=tmp_path / "in.png")
 
 
-def _unstreamed(upscaler, image, path):
+def _unstreamed(upscaler, image, path, options=OPTIONS):
     """What qusr wrote before streaming: the whole float canvas, then write_image."""
     from qusr_cli.files import resize_alpha
 
-    result = upscaler.upscale(image.rgb, OPTIONS)
+    result = upscaler.upscale(image.rgb, options)
     alpha = None if image.alpha is None else resize_alpha(image.alpha, tuple(result.image.shape[-2:]))
     write_image(path, result.image, like=image, alpha=alpha)
 
@@ -119,3 +119,23 @@ def test_paeth_filter_follows_the_png_predictor():
     # Row 0 with nothing above: Paeth picks the left byte, so the first 3 bytes pass unchanged.
     assert np.array_equal(filtered[0, 1:4], rows[0, :3])
     assert np.array_equal(filtered[0, 4:], (rows[0, 3:].astype(int) - rows[0, :-3]) % 256)
+
+
+def test_out_of_memory_after_the_first_band_restarts_the_file_with_a_smaller_tile(upscaler, tmp_path, monkeypatch):
+    real = Upscaler._upscale_tile
+    failed = []
+
+    def flaky(self, lr_tile, tile, options, prior, fields):
+        if options.tile == 64 and tile.top > 0 and not failed:  # the second tile row of the first try
+            failed.append(tile)
+            raise torch.OutOfMemoryError("CPU out of memory")
+        return real(self, lr_tile, tile, options, prior, fields)
+
+    monkeypatch.setattr(Upscaler, "_upscale_tile", flaky)
+    image = _image(tmp_path, height=80, width=44)
+    first_try = UpscaleOptions(steps=2, seed=7, tile=64, tile_overlap=8)
+    done = upscale_image(upscaler, image, tmp_path / "out.png", first_try)
+    assert failed and done.result.tile == 32
+    _unstreamed(upscaler, image, tmp_path / "whole.png", UpscaleOptions(steps=2, seed=7, tile=32, tile_overlap=8))
+    assert np.array_equal(_pixels(tmp_path / "out.png")[1], _pixels(tmp_path / "whole.png")[1])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png", "whole.png"]  # no temporary file left
