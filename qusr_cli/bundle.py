@@ -24,32 +24,34 @@ __all__ = ["DiffusionSettings", "ModelBundle", "load_bundle"]
 class ModelBundle:
     name: str
     aux: nn.Module
-    denoiser: nn.Module
+    denoiser: nn.Module | None    # None: a plain SR model, whose output is g(y)
     settings: DiffusionSettings
     critic_path: Path | None = None
     placeholder: bool = False
 
     @property
     def descriptor(self) -> ArchDescriptor:
-        return self.denoiser.descriptor
+        """The denoiser's (scale, size multiple, dtypes); a plain SR model's come from its aux net."""
+        return (self.denoiser or self.aux).descriptor
 
     def to(self, device: torch.device) -> "ModelBundle":
         self.aux.to(device)
-        self.denoiser.to(device)
+        if self.denoiser is not None:
+            self.denoiser.to(device)
         return self
 
 
 def load_bundle(name: str, files: dict[str, Path]) -> ModelBundle:
-    """Load from resolved, verified component files: ``aux`` and ``denoiser`` required, ``critic`` optional."""
+    """Load from resolved, verified component files: ``aux`` required, ``denoiser`` and ``critic`` optional."""
     aux = load_checkpoint(files["aux"], role="aux")
-    denoiser = load_checkpoint(files["denoiser"], role="denoiser")
-    infos = [checkpoint_info(files[role]) for role in ("aux", "denoiser")]
-    if aux.descriptor.scale != denoiser.descriptor.scale:
+    denoiser = load_checkpoint(files["denoiser"], role="denoiser") if "denoiser" in files else None
+    infos = [checkpoint_info(files[role]) for role in ("aux", "denoiser") if role in files]
+    if denoiser is not None and aux.descriptor.scale != denoiser.descriptor.scale:
         raise WeightsError(f"model {name}: its aux net upscales {aux.descriptor.scale}x but its denoiser "
                            f"{denoiser.descriptor.scale}x")
     return ModelBundle(
         name=name, aux=aux, denoiser=denoiser,
-        settings=DiffusionSettings.from_info(infos[1]),
+        settings=DiffusionSettings.from_info(infos[1]) if denoiser is not None else DiffusionSettings(),
         critic_path=files.get("critic"),
         placeholder=any(is_placeholder(info) for info in infos),
     )

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qusr_cli.errors import InputError
-from qusr_cli.imageio import IMAGE_SUFFIXES
+from qusr_cli.formats import IMAGE_SUFFIXES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_EVAL = Path("..") / "shared" / "data" / "eval"
 PAIR_FOLDERS = (("lq", "gt"), ("lr", "hr"))
+DEFAULT_VAL_SET = "imagenet-val32"  # what training validates on unless told otherwise
 
 
 @dataclass(frozen=True)

@@ -37,33 +37,25 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from qusr_cli.errors import InputError
+from qusr_cli.formats import (
+    ALPHA_FORMATS,
+    IMAGE_SUFFIXES,  # noqa: F401  (re-exported: readers of folders import it from here)
+    METADATA_FORMATS,
+    SIXTEEN_BIT_FORMATS,
+    needs_plugin,
+    output_format,
+    register_plugins,
+)
 
 try:
     from PIL import ImageCms
 except ImportError:  # Pillow built without LittleCMS: CMYK falls back to the plain formula
     ImageCms = None
 
-#: Output extension (lower case) -> Pillow format name.
-# What `qusr batch` and the bench pick up from a folder.
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
-
-OUTPUT_FORMATS = {
-    ".png": "PNG",
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".webp": "WEBP",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-    ".bmp": "BMP",
-}
-
 #: Smallest accepted width and height. A smaller file is almost surely an icon, a tracking
 #: pixel or a broken export, not a photo, and has too little content for the model to work from.
 MIN_SIDE = 4
 
-_ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
-_SIXTEEN_BIT_FORMATS = {"PNG", "TIFF"}
-_METADATA_FORMATS = {"PNG", "JPEG", "WEBP", "TIFF"}
 
 # ITU-R BT.601 luma, the weights Pillow's convert("L") uses: a gray image replicated to RGB
 # comes back to exactly its own values, and gray output matches what other tools would make.
@@ -152,7 +144,7 @@ def read_image(path, max_pixels: int | None = None) -> LoadedImage:
         raise InputError(f"--max-pixels must be a positive number, got {limit}")
 
     try:
-        with _pixel_limit(limit), Image.open(path) as image:
+        with _pixel_limit(limit), _open(path) as image:
             _check_min_size(path, image.size)
             # Decode now: a truncated file fails here with its real reason, not later inside
             # the EXIF read, which shrugs off errors.
@@ -216,22 +208,25 @@ class OutputLayout:
 
 def output_layout(path, like: LoadedImage, has_alpha: bool) -> OutputLayout:
     """What `write_image` stores for an image like `like` (see there); also checks the extension."""
-    fmt = _output_format(Path(path))
+    path = Path(path)
+    fmt = output_format(path)
+    if needs_plugin(path):
+        register_plugins()
     grayscale_channels = 3 if fmt == "WEBP" else 1
-    keeps_alpha = has_alpha and fmt in _ALPHA_FORMATS
+    keeps_alpha = has_alpha and fmt in ALPHA_FORMATS
     colour_channels = grayscale_channels if like.grayscale else 3
     colour_space = b"GRAY" if colour_channels == 1 else b"RGB "
-    icc = like.icc_profile if fmt in _METADATA_FORMATS else None
+    icc = like.icc_profile if fmt in METADATA_FORMATS else None
     if icc is not None and _icc_colour_space(icc) != colour_space:
         icc = None
     return OutputLayout(
         fmt=fmt,
         grayscale=like.grayscale,
         keeps_alpha=keeps_alpha,
-        bit_depth=16 if like.bit_depth == 16 and fmt in _SIXTEEN_BIT_FORMATS else 8,
+        bit_depth=16 if like.bit_depth == 16 and fmt in SIXTEEN_BIT_FORMATS else 8,
         channels=colour_channels + int(keeps_alpha),
         icc=icc,
-        exif=like.exif if fmt in _METADATA_FORMATS else None,
+        exif=like.exif if fmt in METADATA_FORMATS else None,
     )
 
 
@@ -290,7 +285,7 @@ def write_image(
     longer matches the written channels) and EXIF (PNG, JPEG, WebP, TIFF; not 16-bit TIFF
     with more than one channel). `alpha` (1, 1, H, W) is stored in PNG, WebP and TIFF; JPEG
     and BMP have no alpha, so the image is composited onto white, as image viewers show it.
-    `jpeg_quality` (1-100) is also the WebP quality. TIFF is written uncompressed: Pillow's
+    `jpeg_quality` (1-100) is also the WebP, AVIF, HEIF and JPEG XL quality. TIFF is written uncompressed: Pillow's
     compressed TIFF writer fails on EXIF that has a sub-IFD, which camera EXIF always has.
     The write is atomic.
     """
@@ -300,19 +295,16 @@ def write_image(
     atomic_write(path, lambda f: encode_image(f, layout, pixels, jpeg_quality))
 
 
-def default_output_path(input_path, suffix: str = "_qusr", ext: str | None = None) -> Path:
-    """`photo.jpg` -> `photo_qusr.jpg`, next to the input.
-
-    The input's extension is kept unless `ext` (with or without the dot) is given; an input
-    extension qusr cannot write (e.g. .gif, or none) becomes .png, which is lossless and keeps
-    alpha and 16 bits.
-    """
-    input_path = Path(input_path)
-    if ext is None:
-        ext = input_path.suffix if input_path.suffix.lower() in OUTPUT_FORMATS else ".png"
-    elif not ext.startswith("."):
-        ext = "." + ext
-    return input_path.with_name(input_path.stem + suffix + ext)
+def _open(path: Path) -> Image.Image:
+    """Image.open, registering the HEIF/JPEG XL plugins first when the file may need them."""
+    if needs_plugin(path):
+        register_plugins()
+    try:
+        return Image.open(path)
+    except UnidentifiedImageError:
+        if not register_plugins():  # a HEIC or JPEG XL file under another name
+            raise
+        return Image.open(path)
 
 
 def check_output_path(input_path, output_path) -> None:
@@ -323,7 +315,7 @@ def check_output_path(input_path, output_path) -> None:
     exists and accepts a new file (tried for real, so ACLs and read-only mounts count too).
     """
     input_path, output_path = Path(input_path), Path(output_path)
-    _output_format(output_path)
+    output_format(output_path)
     if output_path.is_dir():
         raise InputError(f"{output_path}: output is a folder; give a file name")
     if output_path.exists() and input_path.exists() and os.path.samefile(input_path, output_path):
@@ -367,15 +359,6 @@ def atomic_write(path, write_fn: Callable[[BinaryIO], None]) -> None:
         _remove_quietly(temp)
         raise
     _fsync_folder(path.parent)
-
-
-def _output_format(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix not in OUTPUT_FORMATS:
-        known = ", ".join(OUTPUT_FORMATS)
-        shown = f"extension '{path.suffix}'" if suffix else "no extension"
-        raise InputError(f"{path}: cannot write a file with {shown}; use one of {known}")
-    return OUTPUT_FORMATS[suffix]
 
 
 @contextmanager
@@ -547,7 +530,7 @@ def _pillow_save_options(fmt: str, icc: bytes | None, exif: bytes | None, qualit
     if fmt == "JPEG":
         # 4:4:4: chroma subsampling would throw away colour detail the model just produced.
         options.update(quality=quality, subsampling=0)
-    elif fmt == "WEBP":
+    elif fmt in ("WEBP", "AVIF", "HEIF", "JXL"):
         options["quality"] = quality
     return options
 

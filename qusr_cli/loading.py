@@ -10,6 +10,7 @@ from qusr_cli.devices import resolve_device, resolve_dtype, set_threads
 from qusr_cli.errors import QusrError, WeightsError
 from qusr_cli.options import ENGINE_CRITICS
 from qusr_cli.prior.critic import make_critic
+from qusr_cli.prior.token_cache import CachedTextEncoder
 from qusr_cli.upscaler import Upscaler
 from qusr_cli.weights import ModelSpec, load_registry, resolve_component, resolve_model_folder
 
@@ -22,14 +23,17 @@ def load_model_files(model: str | None = None, weights: str | Path | None = None
     spec = load_registry(weights).model(model)
     files = {role: resolve_component(component, allow_download=allow_download)
              for role, component in spec.components.items()}
-    for role in ("aux", "denoiser"):
-        if role not in files:
-            raise WeightsError(f"model {spec.name} has no {role} checkpoint")
+    # aux alone is a plain SR model (e.g. Real-ESRGAN from `qusr weights import-ncnn`): g(y) is the output.
+    if "aux" not in files:
+        raise WeightsError(f"model {spec.name} has no aux (SR net) checkpoint")
     return spec, files
 
 
 def build_critic(kind: str, spec: ModelSpec, bundle: ModelBundle, device, *, allow_download: bool):
-    """auto = the model's learned critic when it ships one, else builtin (image statistics)."""
+    """auto = the model's learned critic when it ships one, else builtin (image statistics); none for a plain
+    SR model (it has no prior to write)."""
+    if bundle.denoiser is None:
+        return None
     if kind == "auto":
         kind = "learned" if bundle.critic_path is not None else "builtin"
     if kind == "learned":
@@ -45,10 +49,11 @@ def build_critic(kind: str, spec: ModelSpec, bundle: ModelBundle, device, *, all
 
 
 def build_text_encoder(spec: ModelSpec, bundle: ModelBundle, device, *, allow_download: bool):
-    """The encoder the denoiser was trained with, or None (null prior) when it is not installed."""
-    from qusr_cli.prior.text_encoder import TextEncoder
+    """The encoder the denoiser was trained with, or None (null prior) when it is not installed.
 
-    if spec.text_encoder is None:
+    It is built on first use and only for a critique not already in the on-disk token cache.
+    """
+    if spec.text_encoder is None or bundle.denoiser is None:
         return None
     if spec.text_encoder.name != bundle.settings.text_encoder:
         raise WeightsError(f"model {spec.name}: its denoiser was trained with text encoder "
@@ -58,7 +63,9 @@ def build_text_encoder(spec: ModelSpec, bundle: ModelBundle, device, *, allow_do
     except WeightsError as exc:
         log.warning("%s; running without the text prior", exc)
         return None
-    return TextEncoder(str(folder), device=device)
+    from qusr_cli.prior.text_encoder import TextEncoder
+
+    return CachedTextEncoder(lambda: TextEncoder(str(folder), device=device), revision=spec.text_encoder.source)
 
 
 def load_upscaler(model: str | None = None, *, weights: str | Path | None = None, device: str = "auto",

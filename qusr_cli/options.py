@@ -51,6 +51,7 @@ class UpscaleOptions:
     candidates: int = 1            # best of N: N seeds (seed, seed+1, …), the one `select` scores best is kept
     select: str = "niqe"           # the no-reference score that picks among candidates (see SELECTORS)
     noise_weighting: bool = True   # False: w = 1 everywhere (the ablation without UPSR's weighting)
+    detail: float | None = None    # 0 (faithful) … 1 (most invented detail); None: the model's own sampler
 
 
 # select -> no-reference score of a (1, 3, H, W) image, lower is better; loaded only when candidates are scored

@@ -7,7 +7,7 @@ trained on are the maps it is run on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -53,15 +53,16 @@ def field_noise(fields: Sequence[NoiseField], top: int, left: int, height: int, 
 
 def denoise(denoiser: nn.Module, scheduler: ResShiftScheduler, maps: StageMaps, fields: Sequence[NoiseField],
             top: int = 0, left: int = 0, context: torch.Tensor | None = None,
-            context_mask: torch.Tensor | None = None, noise_weighting: bool = True) -> torch.Tensor:
+            context_mask: torch.Tensor | None = None, noise_weighting: bool = True,
+            on_step: Callable[[], None] | None = None) -> torch.Tensor:
     """Stage 4 on one window whose HR origin is (top, left): one sample per noise field, (len(fields), 3, h, w).
 
     ``scheduler.set_timesteps`` must have been called. ``noise_weighting=False`` runs with w = 1 (the
-    ablation without UPSR's weighting).
+    ablation without UPSR's weighting). ``on_step`` is called after each step (for progress bars).
     """
     weight = maps.weight if noise_weighting else torch.ones_like(maps.weight)
     count = len(fields)
     height, width = maps.up.shape[-2:]
     cond = maps.conditioning(context, context_mask).expand(count)
     noise = field_noise(fields, top, left, height, width, maps.up.device)
-    return sample_residual_shift(denoiser, scheduler, cond, weight.expand(count, -1, -1, -1), noise)
+    return sample_residual_shift(denoiser, scheduler, cond, weight.expand(count, -1, -1, -1), noise, on_step)

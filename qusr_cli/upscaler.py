@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import itertools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from qusr_cli.options import SELECTORS, UpscaleOptions
 from qusr_cli.prior.critic import CriticResult
 from qusr_cli.prior.report import compose_prior_text
 from qusr_cli.stages import StageMaps, denoise, stage_maps
-from qusr_cli.tiling import Tile, blend_bands, pad_to_multiple, run_tiled
+from qusr_cli.tiling import Tile, blend_bands, pad_to_multiple, plan_tiles, run_tiled
 
 log = logging.getLogger("qusr")
 
@@ -75,11 +76,18 @@ class Upscaler:
         self._oom_reported = False
         if device.type == "cpu":
             # channels_last lets oneDNN pick its blocked convolution kernels on the CPU
-            self.bundle.denoiser.to(memory_format=torch.channels_last)
-            self.bundle.aux.to(memory_format=torch.channels_last)
+            for net in filter(None, (self.bundle.denoiser, self.bundle.aux)):
+                net.to(memory_format=torch.channels_last)
+
+    @property
+    def plain_sr(self) -> bool:
+        """A model with only an SR net: its output is g(y), with no diffusion and no prior."""
+        return self.bundle.denoiser is None
 
     # ---- stage 3 -------------------------------------------------------------------------
     def prior(self, lr: torch.Tensor, prompt: str | None = None, prompt_mode: str = "extend") -> Prior:
+        if self.plain_sr:
+            return Prior(None, None, None, None)
         critic_result = self.critic.assess(lr) if self.critic is not None else None
         text = compose_prior_text(critic_result.critique if critic_result else None, prompt, prompt_mode)
         tokens = mask = None
@@ -108,14 +116,20 @@ class Upscaler:
 
     @torch.inference_mode()
     def _upscale_tile(self, lr_tile: torch.Tensor, tile: Tile, options: UpscaleOptions, prior: Prior,
-                      fields: list[NoiseField]) -> torch.Tensor:
+                      fields: list[NoiseField], on_step: Callable[[], None]) -> torch.Tensor:
         """All candidates of one tile as one batch (stages 1–2 computed once); (1, 3·N, h, w) out."""
         maps = self._stage_maps(lr_tile)
+        if self.plain_sr:
+            on_step()
+            return maps.aux.clamp(0, 1).cpu()
         scheduler = self.bundle.settings.scheduler()
+        if options.detail is not None:
+            scheduler = scheduler.with_detail(options.detail)
         scheduler.set_timesteps(options.steps)
         with self._autocast():
             sample = denoise(self.bundle.denoiser, scheduler, maps, fields, tile.top * self.scale,
-                             tile.left * self.scale, prior.tokens, prior.mask, options.noise_weighting).float()
+                             tile.left * self.scale, prior.tokens, prior.mask, options.noise_weighting,
+                             on_step=on_step).float()
         sample = apply_color_fix(options.color_fix, sample, maps.aux.expand_as(sample)).clamp(0, 1).cpu()
         if self.device.type == "cpu":
             release_freed_cpu_memory()
@@ -132,7 +146,11 @@ class Upscaler:
 
     def upscale(self, lr: torch.Tensor, options: UpscaleOptions = UpscaleOptions(),
                 progress: Callable[[int, int], None] | None = None) -> UpscaleResult:
-        """Upscale ``lr`` (1,3,H,W) in [0,1]; halves the tile and retries if the device runs out of memory."""
+        """Upscale ``lr`` (1,3,H,W) in [0,1]; halves the tile and retries if the device runs out of memory.
+
+        ``progress(done, total)`` is called after every denoiser step of every tile (one call per tile
+        for a plain SR model), so even a one-tile photo shows how far it is.
+        """
         self._check(lr, options)
         prior = self.prior(lr, options.prompt, options.prompt_mode)
 
@@ -165,6 +183,8 @@ class Upscaler:
     def _check(self, lr: torch.Tensor, options: UpscaleOptions) -> None:
         if not 1 <= options.steps <= 50:
             raise ValueError(f"steps must be between 1 and 50, not {options.steps}")
+        if options.detail is not None and not 0.0 <= options.detail <= 1.0:
+            raise ValueError(f"detail must lie in [0, 1], not {options.detail}")
         if options.candidates < 1:
             raise ValueError(f"candidates must be at least 1, not {options.candidates}")
         if options.select not in SELECTORS:
@@ -172,6 +192,8 @@ class Upscaler:
         if options.candidates > 1:
             from qusr_cli.metrics.niqe import BLOCK  # as niqe_score below: loaded only when candidates are scored
 
+            if self.plain_sr:
+                raise QusrError("--candidates needs a diffusion model; this model has only an SR net")
             if min(lr.shape[-2:]) * self.scale < BLOCK:
                 raise QusrError(f"--candidates needs an output of at least {BLOCK}x{BLOCK} pixels "
                                 "to score (NIQE's block size)")
@@ -181,11 +203,13 @@ class Upscaler:
         """Bands of rows of the (1, 3·N, sH, sW) output of all N candidates, top to bottom."""
         fields = [NoiseField(options.seed + k) for k in range(options.candidates)]
         multiple = self.bundle.descriptor.size_multiple
+        padded = pad_to_multiple(lr, multiple)
         rows_left, width = (side * self.scale for side in lr.shape[-2:])
-        bands = blend_bands(pad_to_multiple(lr, multiple),
-                            lambda t, spec: self._upscale_tile(t, spec, options, prior, fields),
-                            tile, min(options.tile_overlap, tile // 4), self.scale, progress,
-                            margin=options.tile_margin, multiple=multiple)
+        overlap = min(options.tile_overlap, tile // 4)
+        steps_per_tile = 1 if self.plain_sr else options.steps
+        on_step = _step_counter(progress, len(plan_tiles(*padded.shape[-2:], tile, overlap)) * steps_per_tile)
+        bands = blend_bands(padded, lambda t, spec: self._upscale_tile(t, spec, options, prior, fields, on_step),
+                            tile, overlap, self.scale, margin=options.tile_margin, multiple=multiple)
         for band in bands:
             band = band[:, :, :rows_left, :width]  # the padding lies below and right of the image
             rows_left -= band.shape[2]
@@ -234,6 +258,12 @@ class Upscaler:
         stacked = run_tiled(lr, maps, tile, overlap, self.scale, margin=options.tile_margin)
         up, aux, psi, weight = stacked.split(3, dim=1)
         return Explanation(up=up, aux=aux.clamp(0, 1), psi=psi, weight=weight, prior=prior)
+
+
+def _step_counter(progress: Callable[[int, int], None] | None, total: int) -> Callable[[], None]:
+    """A callback that reports (steps done so far, ``total``) to ``progress`` each time it is called."""
+    done = itertools.count(1)
+    return lambda: progress(next(done), total) if progress is not None else None
 
 
 def resize_output(image: torch.Tensor, lr_size: tuple[int, int], scale: float) -> torch.Tensor:

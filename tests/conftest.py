@@ -1,7 +1,13 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("QUSR_THREADS", "1")
+# Encoded critiques are cached on disk; tests must neither read the user's cache nor fill it.
+os.environ["QUSR_CACHE"] = tempfile.mkdtemp(prefix="qusr-test-cache-")
+atexit.register(shutil.rmtree, os.environ["QUSR_CACHE"], ignore_errors=True)
 
 import torch  # noqa: E402
 

@@ -130,7 +130,7 @@ def test_heatmaps_option_writes_the_maps(tmp_path):
                     "--heatmaps", str(tmp_path / "maps"))
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in (tmp_path / "maps").iterdir())
-    assert names == ["in_aux.png", "in_noise_weight.png", "in_overlay.png", "in_uncertainty.png"]
+    assert names == ["in_aux.png", "in_explain.png", "in_noise_weight.png", "in_overlay.png", "in_uncertainty.png"]
 
 
 def test_explain_json_reports_maps_and_critique(tmp_path):
@@ -166,19 +166,23 @@ def test_batch_continues_past_a_bad_file_and_exits_1(tmp_path):
     assert result.exit_code == 1, result.output
     assert (out / "a.png").is_file() and (out / "sub" / "b.png").is_file()
     assert not (out / "broken.png").exists()
-    assert "2 done, 1 failed" in result.stderr
+    assert "2 done, 0 skipped, 1 failed" in result.stderr
 
 
-def test_batch_skip_existing_leaves_outputs_alone(tmp_path):
+def test_batch_leaves_existing_outputs_alone_unless_overwrite(tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
     photo(folder / "a.png")
     out = tmp_path / "out"
     out.mkdir()
     (out / "a.png").write_bytes(b"keep me")
-    result = invoke("batch", str(folder), "-o", str(out), "--skip-existing", "--steps", "1")
+    result = invoke("batch", str(folder), "-o", str(out), "--steps", "1")
     assert result.exit_code == 0, result.output
     assert (out / "a.png").read_bytes() == b"keep me"
+    assert "0 done, 1 skipped, 0 failed" in result.stderr
+    result = invoke("batch", str(folder), "-o", str(out), "--steps", "1", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert Image.open(out / "a.png").size == (96, 80)
 
 
 def test_info_lists_device_and_weights():
@@ -283,3 +287,16 @@ def test_candidates_reported_in_json(tmp_path):
     scores = summary["candidate_scores"]["niqe"]
     assert len(scores) == 2
     assert summary["chosen_seed"] == 5 + scores.index(min(scores))
+
+
+def test_detail_option_is_passed_to_the_sampler_and_bounded(tmp_path):
+    source = photo(tmp_path / "in.png")
+    outputs = {}
+    for detail in ("0", "1"):
+        result = invoke("upscale", str(source), "-o", str(tmp_path / f"d{detail}.png"), "--steps", "3",
+                        "--detail", detail)
+        assert result.exit_code == 0, result.output
+        outputs[detail] = np.asarray(Image.open(tmp_path / f"d{detail}.png"))
+    assert not np.array_equal(outputs["0"], outputs["1"])
+    refused = invoke("upscale", str(source), "-o", str(tmp_path / "x.png"), "--detail", "1.5")
+    assert refused.exit_code == 2 and "--detail" in refused.output and not (tmp_path / "x.png").exists()

@@ -18,7 +18,6 @@ from qusr_cli.imageio import (
     MIN_SIDE,
     atomic_write,
     check_output_path,
-    default_output_path,
     read_image,
     write_image,
 )
@@ -576,15 +575,6 @@ def test_pixel_limit_above_pillows_default_is_honoured(tmp_path, monkeypatch):
 # --- output paths ----------------------------------------------------------------------------
 
 
-def test_default_output_path():
-    assert default_output_path("/a/photo.jpg") == Path("/a/photo_qusr.jpg")
-    assert default_output_path("/a/photo.JPEG", suffix="_x4") == Path("/a/photo_x4.JPEG")
-    assert default_output_path("/a/photo.jpg", ext="png") == Path("/a/photo_qusr.png")
-    assert default_output_path("/a/photo.jpg", ext=".tif") == Path("/a/photo_qusr.tif")
-    assert default_output_path("/a/anim.gif") == Path("/a/anim_qusr.png")
-    assert default_output_path("/a/scan") == Path("/a/scan_qusr.png")
-
-
 def test_check_output_path_accepts_a_new_file_and_leaves_nothing(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "in.png")
     check_output_path(tmp_path / "in.png", tmp_path / "out.webp")
@@ -620,8 +610,8 @@ def test_check_output_path_refuses_missing_folder_folder_and_bad_extension(tmp_p
     (tmp_path / "dir.png").mkdir()
     with pytest.raises(InputError, match="is a folder"):
         check_output_path(source, tmp_path / "dir.png")
-    with pytest.raises(InputError, match=r"extension '\.heic'.*\.png"):
-        check_output_path(source, tmp_path / "out.heic")
+    with pytest.raises(InputError, match=r"extension '\.gif'.*\.png"):
+        check_output_path(source, tmp_path / "out.gif")
     with pytest.raises(InputError, match="no extension"):
         check_output_path(source, tmp_path / "out")
 

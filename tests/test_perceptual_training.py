@@ -238,3 +238,53 @@ def test_a_teacher_weight_without_a_cache_is_one_line(tmp_path, recipe_inputs):
     cut = args.index("--teacher-cache")
     result = CliRunner().invoke(train_app, args[:cut] + args[cut + 2:])
     assert result.exit_code != 0 and "--teacher-weight needs --teacher-cache" in result.output
+
+
+def test_validation_scores_qusr_by_niqe_on_centre_crops_of_real_photos(tmp_path, recipe_inputs):
+    from qusr_cli.train.validate import load_centre_crops
+
+    root, aux = recipe_inputs
+    photos = tmp_path / "real"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for name, size in (("big", (90, 70)), ("small", (40, 40))):
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(photos / f"{name}.png")
+    crops = load_centre_crops(photos, limit=8, side=64)
+    assert crops.shape == (1, 3, 64, 64)  # the 40-px photo is too small to give a crop
+    big = np.asarray(Image.open(photos / "big.png"), dtype=np.float32) / 255
+    assert np.allclose(crops[0].permute(1, 2, 0).numpy(), big[3:67, 13:77], atol=1e-6)
+
+    args = _recipe(root, aux, tmp_path / "run", 1)
+    args[args.index("--val-every") + 1] = "1"
+    result = CliRunner().invoke(train_app, args + ["--niqe-set", str(photos), "--val-dir", str(tmp_path / "none")])
+    assert result.exit_code == 0, result.output
+    validations = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+                   if json.loads(line)["type"] == "val"]
+    assert validations and all(np.isfinite(v["qusr_crops_niqe"]) for v in validations)
+
+
+def test_a_run_without_resume_state_starts_from_init_weights(tmp_path, recipe_inputs):
+    root, aux = recipe_inputs
+    args = _recipe(root, aux, tmp_path / "first", 1)
+    first = CliRunner().invoke(train_app, args)
+    assert first.exit_code == 0, first.output
+    kept = tmp_path / "first" / "denoiser.safetensors"
+    # the run folder is lost: a new run starts from the kept weights, not from random ones
+    lost = _recipe(root, aux, tmp_path / "again", 1)
+    again = CliRunner().invoke(train_app, lost + ["--init", str(kept), "--lr", "1e-12", "--gan-weight", "0"])
+    assert again.exit_code == 0 and "starting from" in again.output, again.output
+    a = load_checkpoint(kept).state_dict()
+    b = load_checkpoint(tmp_path / "again" / "denoiser.safetensors").state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-3) for k in a)
+    assert checkpoint_info(tmp_path / "again" / "denoiser.safetensors")["initialised_from"] == str(kept)
+    # with resume state present, --init is ignored
+    resumed = CliRunner().invoke(train_app, lost[:-1] + ["2", "--init", str(kept), "--gan-weight", "0"])
+    assert resumed.exit_code == 0 and "starting from" not in resumed.output, resumed.output
+    # another architecture is refused in one line
+    other = _recipe(root, aux, tmp_path / "wide", 1)
+    other[other.index("--width") + 1] = "16"
+    refused = CliRunner().invoke(train_app, other + ["--init", str(kept)])
+    assert refused.exit_code != 0 and "but this run trains" in refused.output
+    other[other.index("--width") + 1] = "12"  # GroupNorm needs a multiple of 8: one line, not a traceback
+    refused = CliRunner().invoke(train_app, other)
+    assert refused.exit_code != 0 and "--arch unet" in refused.output and "divisible" in refused.output

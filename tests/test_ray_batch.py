@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,12 +53,16 @@ def _batch(photos, out, tiny, *extra):
 
 def test_ray_writes_the_local_engine_files_skips_existing_and_reports_the_bad_one(local_ray, photos, tiny, tmp_path):
     # One Ray run covers it all: each run starts its actors, which takes a while on a small machine.
+    # An existing output is left alone unless --overwrite, on either engine.
     local = _batch(photos, tmp_path / "local", tiny)
     (tmp_path / "ray").mkdir()
     (tmp_path / "ray" / "a.png").write_bytes(b"keep me")
-    on_ray = _batch(photos, tmp_path / "ray", tiny, "--engine", "ray", "--actors-per-node", "2", "--skip-existing")
+    on_ray = _batch(photos, tmp_path / "ray", tiny, "--engine", "ray", "--actors-per-node", "2", "--json")
     assert local.exit_code == on_ray.exit_code == 1, on_ray.output
-    assert "4 done, 1 failed" in on_ray.stderr and "broken.png" in on_ray.stderr and "skipped" in on_ray.stderr
+    summary = json.loads(on_ray.stdout)
+    assert (summary["done"], summary["skipped"], summary["failed"]) == (3, 1, 1)
+    status = {Path(row["input"]).name: row["status"] for row in summary["files"]}
+    assert status == {"a.png": "skipped", "b.jpg": "done", "c.png": "done", "d.webp": "done", "broken.png": "failed"}
     assert (tmp_path / "ray" / "a.png").read_bytes() == b"keep me"
     for name in ("b.png", "c.png", "d.png"):
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()

@@ -128,3 +128,16 @@ def test_scheduler_config_round_trip_and_validation():
     assert ResShiftScheduler.from_config({"kappa": 2.0}).prediction_type == "sample"  # headers written before it
     with pytest.raises(ValueError):
         ResShiftScheduler(prediction_type="epsilon")
+
+
+def test_detail_sets_the_posterior_noise_and_keeps_the_rest():
+    base = ResShiftScheduler(prediction_type="blend", noise_scale=0.5, last_noise_scale=0.0)
+    base.set_timesteps(4)
+    tuned = base.with_detail(0.2)
+    assert tuned.noise_scale == 0.2 and base.noise_scale == 0.5
+    assert {k: v for k, v in tuned.config.items() if k != "noise_scale"} == \
+        {k: v for k, v in base.config.items() if k != "noise_scale"}
+    assert tuned.num_steps == 4
+    for wrong in (-0.1, 1.01):
+        with pytest.raises(ValueError, match="detail"):
+            base.with_detail(wrong)

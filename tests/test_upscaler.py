@@ -66,17 +66,28 @@ def test_out_of_memory_halves_the_tile_and_says_so_once(upscaler, monkeypatch, c
     real = Upscaler._upscale_tile
     calls = {"n": 0}
 
-    def flaky(self, lr_tile, tile, options, prior, field):
+    def flaky(self, lr_tile, tile, options, prior, field, on_step):
         calls["n"] += 1
         if lr_tile.shape[-1] > 40:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
-        return real(self, lr_tile, tile, options, prior, field)
+        return real(self, lr_tile, tile, options, prior, field, on_step)
 
     monkeypatch.setattr(Upscaler, "_upscale_tile", flaky)
     with caplog.at_level(logging.WARNING, logger="qusr"):
         result = upscaler.upscale(_photo(64, 64), UpscaleOptions(tile=128, tile_margin=0))
     assert result.tile == 32 and result.image.shape == (1, 3, 256, 256)
     assert sum("tile size halved" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_progress_counts_every_step_of_every_tile(upscaler):
+    calls = []
+    upscaler.upscale(_photo(24, 24), UpscaleOptions(steps=3), progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]  # one tile: still one report per step
+    calls.clear()
+    upscaler.upscale(_photo(64, 64), UpscaleOptions(steps=2, tile=32, tile_margin=0),
+                     progress=lambda done, total: calls.append((done, total)))
+    tiles = calls[-1][1] // 2
+    assert tiles > 1 and calls == [(k, 2 * tiles) for k in range(1, 2 * tiles + 1)]
 
 
 def test_explain_returns_consistent_maps(upscaler):
@@ -194,3 +205,16 @@ def test_a_bundle_whose_nets_disagree_on_the_scale_is_refused(tmp_path):
     save_checkpoint(files["aux"], CompactSR(num_feat=4, num_conv=1, scale=2), role="aux")
     with pytest.raises(WeightsError, match="upscales 2x but its denoiser 4x"):
         load_bundle("mixed", files)
+
+
+def test_detail_dials_between_the_posterior_mean_and_full_noise(upscaler):
+    lr = _photo(16, 16)
+    sample = lambda **kw: upscaler.upscale(lr, UpscaleOptions(steps=3, seed=1, **kw)).image  # noqa: E731
+    header = upscaler.bundle.settings.scheduler().noise_scale
+    assert torch.equal(sample(), sample(detail=header))  # no --detail: the checkpoint's own sampler
+    faithful, inventive = sample(detail=0.0), sample(detail=1.0)
+    # the same seed: only the drawn posterior noise differs, and more of it moves the result further
+    assert not torch.equal(faithful, inventive)
+    assert float((sample(detail=0.5) - faithful).abs().mean()) < float((inventive - faithful).abs().mean())
+    with pytest.raises(ValueError, match="detail"):
+        sample(detail=1.5)

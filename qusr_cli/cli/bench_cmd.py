@@ -14,6 +14,11 @@ from qusr_cli.cli.groups import grouped
 from qusr_cli.options import EngineOptions
 
 DEFAULT_SETS = ("realset65", "imagenet-val32")
+BENCH_EXAMPLES = """Examples:
+
+  qusr bench --set realset65 --limit 8 --methods bicubic,aux,qusr --steps-list 5
+
+  qusr bench --set photos/ --methods qusr --speed-sizes 64,256 --speed-repeats 3"""
 
 
 @grouped(engine=opt.ENGINE.without(critic="auto", allow_download=False))

@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 from qusr_cli.errors import InputError, QusrError
 
 stderr = Console(stderr=True, highlight=False)
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
 
 class _OneLineHandler(logging.Handler):
@@ -65,7 +66,7 @@ class QusrGroup(TyperGroup):
 
 def command_group(**settings) -> typer.Typer:
     """A Typer app whose commands share the error boundary (``qusr``, ``qusr weights``, ``qusr train``)."""
-    return typer.Typer(cls=QusrGroup, no_args_is_help=True, **settings)
+    return typer.Typer(cls=QusrGroup, no_args_is_help=True, context_settings=HELP_OPTIONS, **settings)
 
 
 def parse_numbers(text: str, option: str, kind: type = int, minimum: float | None = None) -> list:

@@ -58,10 +58,19 @@ def _in_panel(kind: Any, panel: str | None) -> Any:
     return Annotated[(base, *metadata)]
 
 
+def _evaluated(annotation: Any, command: Callable) -> Any:
+    """A string annotation (``from __future__ import annotations``) evaluated as inspect's eval_str would.
+
+    Only the options Typer reads are evaluated: a group parameter's own annotation (``LoopConfig``)
+    may name a class its module imports only for type checkers, to keep torch out of ``--help``.
+    """
+    return eval(annotation, command.__globals__) if isinstance(annotation, str) else annotation  # noqa: S307
+
+
 def grouped(**groups: OptionGroup) -> Callable[[Callable], Callable]:
     """Decorator: each command parameter named like a keyword here receives that group's built object."""
     def decorate(command: Callable) -> Callable:
-        signature = inspect.signature(command, eval_str=True)
+        signature = inspect.signature(command)
         parameters = []
         for parameter in signature.parameters.values():
             if parameter.name in groups:
@@ -70,7 +79,8 @@ def grouped(**groups: OptionGroup) -> Callable[[Callable], Callable]:
                                                  annotation=_in_panel(kind, group.panel), default=default)
                                for name, (kind, default) in group.options.items()]
             else:
-                parameters.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+                parameters.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY,
+                                                    annotation=_evaluated(parameter.annotation, command)))
 
         @functools.wraps(command)
         def run(**values: Any) -> Any:

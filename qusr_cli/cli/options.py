@@ -11,6 +11,7 @@ import typer
 
 from qusr_cli.cli.groups import OptionGroup
 from qusr_cli.options import EngineOptions, UpscaleOptions
+from qusr_cli.plan import DEFAULT_SUFFIX
 
 
 class ColorFix(str, Enum):
@@ -63,6 +64,12 @@ Model = Annotated[str | None, typer.Option(help="Model name from weights.toml (d
 Weights = Annotated[Path | None, typer.Option(help="weights.toml or checkpoint folder (or $QUSR_WEIGHTS).")]
 Threads = Annotated[int | None, typer.Option(min=1, help="CPU threads (default: $QUSR_THREADS or all cores).")]
 MaxPixels = Annotated[int | None, typer.Option(min=1, help="Largest input in pixels (default: Pillow's guard).")]
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress or notes on stderr; errors still show.")]
+Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+Suffix = Annotated[str | None, typer.Option(
+    help=f"Added to each output's name (default: {DEFAULT_SUFFIX!r} next to the input, none in another folder).")]
+Overwrite = Annotated[bool, typer.Option(
+    "--overwrite/--no-overwrite", help="Replace outputs that exist; by default they are left alone (skipped).")]
 
 
 ENGINE = OptionGroup(EngineOptions, {
@@ -91,6 +98,9 @@ SAMPLING = OptionGroup(UpscaleOptions, {
         min=1, max=16, help="Best of N: draw N samples, keep the one --select likes most.")], 1),
     "select": (Annotated[Selector, typer.Option(help="No-reference score that picks among --candidates.")],
                Selector.niqe),
+    "detail": (Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="Fidelity (0) to invented detail (1): the sampler's posterior noise. "
+                               "Default: the model's own setting.")], None),
 }, panel="Sampling")
 
 

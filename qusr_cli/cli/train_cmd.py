@@ -7,25 +7,25 @@ Each command writes ``<out>/<role>.safetensors`` (EMA weights, fp16, loadable by
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-import torch
 import typer
 
 from qusr_cli.cli import options as opt
 from qusr_cli.cli.common import command_group, parse_numbers
 from qusr_cli.cli.groups import grouped
 from qusr_cli.errors import InputError
-from qusr_cli.train.dataset import DegradedCrops, make_loader
-from qusr_cli.train import distributed
-from qusr_cli.train.loop import LoopConfig, train
-from qusr_cli.train.validate import DEFAULT_VAL_SET, load_pairs, niqe_fits
-from qusr_cli.weights.header import DenoiserSources, TrainingData
+from qusr_cli.eval_sets import DEFAULT_VAL_SET
+
+if TYPE_CHECKING:  # the training stack (torch) is imported inside the commands, so `qusr --help` stays fast
+    from qusr_cli.train.dataset import DegradedCrops
+    from qusr_cli.train.loop import LoopConfig
 
 
 class AuxUpsample(str, Enum):
@@ -40,18 +40,27 @@ class ResidualBase(str, Enum):
     none = "none"
 
 
-train_app = command_group(help="Train the aux net, the learned critic or the denoiser on a folder of HR photos.")
+train_app = command_group(help="Train the aux net, the learned critic or the denoiser on a folder of HR photos.",
+                          epilog="Examples:\n\n  qusr train aux --data photos/ --out runs/aux\n\n"
+                                 "  qusr train denoiser --data photos/ --out runs/denoiser --aux runs/aux/aux.safetensors")
 
 
 @train_app.callback()
 def _under_torchrun() -> None:
     """Launched by torchrun, only rank 0 prints (see qusr_cli/train/distributed.py)."""
-    distributed.quiet_other_ranks()
+    if os.environ.get("RANK", "0") != "0":  # checked here so that torch is not imported for --help
+        from qusr_cli.train import distributed
+
+        distributed.quiet_other_ranks()
+
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Folder of clean HR photos.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Run folder: checkpoint, log.jsonl, resume state.")]
 CropOpt = Annotated[int, typer.Option("--crop", min=16, help="HR crop size (multiple of 4; LR is crop/4).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from <out>/resume if present.")]
+InitOpt = Annotated[Path | None, typer.Option(
+    "--init", help="Start from this checkpoint's weights when <out>/resume holds no state (same architecture): "
+                   "a lost run folder restarts from the last kept weights.")]
 ValDirOpt = Annotated[str, typer.Option(
     "--val-dir", help="Paired lq/ gt/ set for validation: a folder, or a set name under ../shared/data/eval/.")]
 MaxImagesOpt = Annotated[int, typer.Option("--max-images", min=0, help="Use only the first N photos (0: all).")]
@@ -76,32 +85,53 @@ def _data_errors() -> Iterator[None]:
 
 
 def _crops(data: Path, **options) -> DegradedCrops:
+    from qusr_cli.train.dataset import DegradedCrops
+
     with _data_errors():
         return DegradedCrops(data, **options)
 
 
+def _unless_missing(what: str, load: Callable[[], Any]) -> Any:
+    """``load()``, or None with a line saying why when its set is not on this machine."""
+    try:
+        return load()
+    except InputError as exc:
+        typer.echo(f"qusr: no {what}: {exc}", err=True)
+        return None
+
+
 def _pairs(val_dir: str, val_every: int):
     """The validation pairs, or None when validation is off or the set is not on this machine."""
-    if not val_every:
-        return None
-    try:
-        return load_pairs(val_dir)
-    except InputError as exc:
-        typer.echo(f"qusr: no validation: {exc}", err=True)
-        return None
+    from qusr_cli.train.validate import load_pairs
+
+    return _unless_missing("validation", lambda: load_pairs(val_dir)) if val_every else None
+
+
+def _niqe_crops(spec: str, count: int):
+    """Centre crops of a no-reference set for NIQE validation, or None when off or not on this machine."""
+    from qusr_cli.train.validate import load_centre_crops
+
+    return _unless_missing("NIQE validation", lambda: load_centre_crops(spec, count)) if count else None
 
 
 def _train(task, dataset, data: Path, out: Path, crop: int, config: LoopConfig, resume: bool,
-           extra: dict | None = None) -> None:
+           extra: dict | None = None, init: Path | None = None) -> None:
+    from qusr_cli.train.dataset import make_loader
+    from qusr_cli.train.loop import train
+    from qusr_cli.weights.header import TrainingData
+
     record = TrainingData(data=str(data), crop=crop, **dataset.describe())
+    initialised = {"initialised_from": str(init)} if init is not None else {}
     path = train(task, lambda start: make_loader(dataset, config.batch, start, config.steps, config.num_workers),
-                 config, out, resume=resume, info={**record.to_info(), **(extra or {})})
+                 config, out, resume=resume, info={**record.to_info(), **initialised, **(extra or {})}, init=init)
     typer.echo(str(path))
 
 
-@train_app.command("aux")
+@train_app.command("aux", epilog="Examples:\n\n  qusr train aux --data photos/ --out runs/aux --steps 2000\n\n"
+                                 "  qusr train aux --data photos/ --out runs/aux --device cuda --batch 64")
 @grouped(config=opt.LOOP.with_defaults(steps=2000, batch=16, lr=5e-4, val_every=500, warmup=100))
 def aux_command(data: DataOpt, out: OutOpt, config: LoopConfig, crop: CropOpt = 256, resume: ResumeOpt = True,
+                init: InitOpt = None,
                 val_dir: ValDirOpt = DEFAULT_VAL_SET, max_images: MaxImagesOpt = 0,
                 hr_scales: HrScalesOpt = "1,0.7,0.5,0.35", min_detail: MinDetailOpt = 6.0,
                 light_share: LightShareOpt = 0.0,
@@ -120,10 +150,10 @@ def aux_command(data: DataOpt, out: OutOpt, config: LoopConfig, crop: CropOpt = 
     dataset = _crops(data, crop=crop, seed=config.seed, images=slice(max_images or None),
                      hr_scales=tuple(parse_numbers(hr_scales, "--hr-scales", float)), min_detail=min_detail,
                      light_share=light_share)
-    _train(task, dataset, data, out, crop, config, resume)
+    _train(task, dataset, data, out, crop, config, resume, init=init)
 
 
-@train_app.command("critic")
+@train_app.command("critic", epilog="Examples:\n\n  qusr train critic --data photos/ --out runs/critic")
 @grouped(config=opt.LOOP.with_defaults(steps=600, batch=32, lr=1e-3, val_every=200, warmup=50))
 def critic_command(data: DataOpt, out: OutOpt, config: LoopConfig, crop: CropOpt = 256, resume: ResumeOpt = True,
                    light_share: LightShareOpt = 0.0,
@@ -174,11 +204,12 @@ def _arch_options(pairs: list[str]) -> dict:
     return options
 
 
-@train_app.command("denoiser")
+@train_app.command("denoiser", epilog="Examples:\n\n  qusr train denoiser --data photos/ --out runs/denoiser "
+                                      "--aux runs/aux/aux.safetensors --critic runs/critic/critic.safetensors")
 @grouped(config=opt.LOOP.with_defaults(steps=4000, batch=8, lr=2e-4, val_every=500, warmup=200))
 def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig,
                      aux: Annotated[Path, typer.Option("--aux", help="Trained aux checkpoint (frozen g).")],
-                     crop: CropOpt = 256, resume: ResumeOpt = True,
+                     crop: CropOpt = 256, resume: ResumeOpt = True, init: InitOpt = None,
                      val_dir: ValDirOpt = DEFAULT_VAL_SET, max_images: MaxImagesOpt = 0,
                      hr_scales: HrScalesOpt = "1,0.7,0.5,0.35", min_detail: MinDetailOpt = 6.0,
                      light_share: LightShareOpt = 0.0,
@@ -233,7 +264,12 @@ def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig,
                      = 1e-4,
                      procedural_share: Annotated[float, typer.Option(
                          "--procedural-share", min=0.0, max=1.0, help="Share of dead-leaves crops among the photos'.")]
-                     = 0.0) -> None:
+                     = 0.0,
+                     niqe_set: Annotated[str, typer.Option(
+                         "--niqe-set", help="Real photos whose LR centre crops validation scores by NIQE "
+                                            "(a set name or folder).")] = "realset65",
+                     niqe_crops: Annotated[int, typer.Option(
+                         "--niqe-crops", min=0, help="How many of them (0: no NIQE validation).")] = 8) -> None:
     """Residual-shift denoiser, with the frozen aux net g and critique priors.
 
     Example: qusr train denoiser --data ../shared/data/train --aux runs/aux/aux.safetensors --out runs/den
@@ -244,6 +280,7 @@ def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig,
     from qusr_cli.prior.learned_critic import LearnedCritic
     from qusr_cli.train.denoiser import DenoiserTask, measure_aux_error
     from qusr_cli.weights.checkpoint import load_checkpoint
+    from qusr_cli.weights.header import DenoiserSources
 
     arch_config = _arch_options(arch_option or [])
     if width is not None:
@@ -280,16 +317,18 @@ def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig,
                             residual_base=residual_base.value, fft_weight=fft_weight,
                             **({} if aux_error is None else {"aux_error": aux_error}), null_prob=null_prob,
                             critic_prob=critic_prob, val_pairs=_pairs(val_dir, config.val_every),
+                            niqe_crops=_niqe_crops(niqe_set, niqe_crops if config.val_every else 0),
                             noise_scale=noise_scale, last_noise_scale=last_noise_scale,
                             teacher_weight=teacher_weight, feature_weight=feature_weight, gan_weight=gan_weight,
                             discriminator_width=disc_width, discriminator_lr=disc_lr, **arch_config)
-    except TypeError as exc:  # an option the architecture's constructor does not take
+    except (TypeError, ValueError) as exc:  # an option the architecture's constructor does not take or refuses
         raise InputError(f"--arch {arch}: {exc}") from None
     sources = DenoiserSources(aux=str(aux), critic=str(critic) if critic else None, text_prior=text)
-    _train(task, dataset, data, out, crop, config, resume, sources.to_info())
+    _train(task, dataset, data, out, crop, config, resume, sources.to_info(), init=init)
 
 
-@train_app.command("validate")
+@train_app.command("validate", epilog="Examples:\n\n  qusr train validate --aux runs/aux/aux.safetensors "
+                                      "--denoiser runs/denoiser/denoiser.safetensors --steps 5")
 def validate_command(aux: Annotated[Path, typer.Option("--aux", help="Aux checkpoint (g).")],
                      denoiser: Annotated[Path | None, typer.Option("--denoiser", help="Denoiser checkpoint.")] = None,
                      critic: Annotated[Path | None, typer.Option(
@@ -314,7 +353,9 @@ def validate_command(aux: Annotated[Path, typer.Option("--aux", help="Aux checkp
     from rich.console import Console
     from rich.table import Table
 
-    from qusr_cli.train.validate import evaluate
+    import torch
+
+    from qusr_cli.train.validate import evaluate, load_pairs, niqe_fits
     from qusr_cli.weights.checkpoint import checkpoint_info, load_checkpoint
     from qusr_cli.weights.header import DiffusionSettings
 
@@ -352,7 +393,8 @@ def validate_command(aux: Annotated[Path, typer.Option("--aux", help="Aux checkp
         json_out.write_text(json.dumps(results, indent=2))
 
 
-@train_app.command("teacher-cache")
+@train_app.command("teacher-cache", epilog="Examples:\n\n  qusr train teacher-cache --data photos/ --out runs/teacher "
+                                           "--teacher realesrgan/aux.safetensors --count 2000")
 def teacher_cache_command(data: DataOpt,
                           out: Annotated[Path, typer.Option("--out", help="Cache folder (manifest + shards).")],
                           teacher: Annotated[Path, typer.Option(
@@ -373,6 +415,8 @@ def teacher_cache_command(data: DataOpt,
     Training reads the cache with ``--teacher-cache``: its samples are the same stream of crops a
     training run with the same crop options would draw.
     """
+    import torch
+
     from qusr_cli.devices import resolve_device
     from qusr_cli.train.dataset import list_images
     from qusr_cli.train.loop import autocast_dtype

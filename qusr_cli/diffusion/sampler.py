@@ -15,8 +15,11 @@ NoiseSource = Callable[[int], torch.Tensor]
 
 
 def sample_residual_shift(denoiser: nn.Module, scheduler: ResShiftScheduler, cond: Conditioning,
-                          weight: torch.Tensor, noise_for: NoiseSource) -> torch.Tensor:
-    """Run ``scheduler.num_steps`` denoiser calls. Draw 0 is the prior's noise, draw k the k-th step's."""
+                          weight: torch.Tensor, noise_for: NoiseSource,
+                          on_step: Callable[[], None] | None = None) -> torch.Tensor:
+    """Run ``scheduler.num_steps`` denoiser calls. Draw 0 is the prior's noise, draw k the k-th step's.
+
+    ``on_step`` is called after each step (for progress bars)."""
     x_t = scheduler.prior(cond.up, weight, noise_for(0))
     for draw, index in enumerate(scheduler.timesteps, start=1):
         tau = torch.full((x_t.shape[0],), scheduler.tau_at(index), device=x_t.device, dtype=torch.float32)
@@ -24,4 +27,6 @@ def sample_residual_shift(denoiser: nn.Module, scheduler: ResShiftScheduler, con
         x0_pred = scheduler.predict_x0(output, float(scheduler.etas[index]), x_t, cond.up, cond.aux, weight)
         noise = noise_for(draw) if index > 0 else None
         x_t = scheduler.step(x0_pred, index, x_t, weight, noise)
+        if on_step is not None:
+            on_step()
     return x_t

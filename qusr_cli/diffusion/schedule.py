@@ -8,7 +8,7 @@ sampling steps: ``set_timesteps(n)`` just places n points τ_i = (i−1)/(n−1)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -119,6 +119,19 @@ class ResShiftScheduler:
     def eta(self, tau: torch.Tensor | float) -> torch.Tensor:
         """η(τ) = √η(τ)²."""
         return sqrt_eta(tau, self.kappa, self.etas_end, self.min_noise_level, self.power) ** 2
+
+    def with_detail(self, detail: float) -> "ResShiftScheduler":
+        """This sampler with ``noise_scale`` = d ∈ [0, 1]: the user's fidelity ↔ invented-detail dial.
+
+        d = 0 moves every reverse step to its posterior mean (nothing is drawn, the most faithful
+        output); d = 1 draws ResShift's full posterior noise, from which the denoiser invents the most
+        detail. The last step's scale stays as the checkpoint says: its noise is never removed.
+        """
+        if not 0.0 <= detail <= 1.0:
+            raise ValueError(f"detail must lie in [0, 1], not {detail}")
+        tuned = replace(self, noise_scale=float(detail))
+        tuned.set_timesteps(self.num_steps)
+        return tuned
 
     def set_timesteps(self, num_steps: int) -> None:
         """τ_i = (i−1)/(T−1) for i = 1..T (τ = 1 alone when T = 1); ``timesteps`` runs from T down to 1."""

@@ -23,7 +23,7 @@ from qusr_cli.prior.text_encoder import MINILM_HIDDEN_SIZE
 from qusr_cli.stages import stage_maps
 from qusr_cli.train.adversarial import Adversary
 from qusr_cli.train.objective import RestorationObjective
-from qusr_cli.train.validate import PairedSet, evaluate
+from qusr_cli.train.validate import PairedSet, evaluate, mean_niqe, upscale_qusr
 from qusr_cli.uncertainty import DEFAULT_FLOOR, DEFAULT_PSI_MAX
 from qusr_cli.weights.header import DEFAULT_TEXT_ENCODER, DiffusionSettings
 
@@ -96,7 +96,8 @@ class DenoiserTask:
                  val_pairs: PairedSet | None = None, val_steps: int = 5, noise_scale: float = 1.0,
                  last_noise_scale: float = 1.0, floor: float = DEFAULT_FLOOR, psi_max: float = DEFAULT_PSI_MAX,
                  teacher_weight: float = 0.0, feature_weight: float = 0.0, gan_weight: float = 0.0,
-                 discriminator_width: int = 32, discriminator_lr: float = 1e-4, **arch_config):
+                 discriminator_width: int = 32, discriminator_lr: float = 1e-4,
+                 niqe_crops: torch.Tensor | None = None, **arch_config):
         """``arch``: a registered denoiser architecture, built with ``arch_config`` plus the prior-token
         width of ``encoder`` (MiniLM's without one, the encoder the engine falls back to).
 
@@ -107,7 +108,8 @@ class DenoiserTask:
         ψmax shape w in training, validation and the engine alike, through the header.
         ``teacher_weight``, ``feature_weight`` and ``gan_weight`` switch on the perceptual terms of
         :class:`~qusr_cli.train.objective.RestorationObjective`; with ``gan_weight`` the task has an
-        ``adversary`` that the loop steps, saves and resumes."""
+        ``adversary`` that the loop steps, saves and resumes. ``niqe_crops`` (LR crops of real photos,
+        e.g. ``validate.load_centre_crops("realset65")``) add qusr's mean NIQE on them to validation."""
         blend = residual_base == "blend"
         context_dim = encoder.hidden_size if encoder is not None else MINILM_HIDDEN_SIZE
         self.model = REGISTRY.entry(arch, role="denoiser").cls(
@@ -127,6 +129,7 @@ class DenoiserTask:
         self.critic_prob = critic_prob if critic is not None else 0.0
         self.grid_prob = grid_prob
         self.val_pairs = val_pairs
+        self.niqe_crops = niqe_crops
         self.val_steps = val_steps
         self._baselines: dict[str, float] | None = None
 
@@ -162,6 +165,17 @@ class DenoiserTask:
         return loss, {**parts, "null_prior": sum(t is None for t in texts) / len(texts)}
 
     def validate(self, model: nn.Module) -> dict[str, float]:
+        return {**self._validate_pairs(model), **self._validate_niqe(model)}
+
+    def _validate_niqe(self, model: nn.Module) -> dict[str, float]:
+        if self.niqe_crops is None:
+            return {}
+        device = next(model.parameters()).device
+        outputs = torch.cat([upscale_qusr(model, self.aux_net, crop[None].to(device), self.settings, self.val_steps,
+                                          seed=index) for index, crop in enumerate(self.niqe_crops)])
+        return {"qusr_crops_niqe": mean_niqe(outputs.cpu())}
+
+    def _validate_pairs(self, model: nn.Module) -> dict[str, float]:
         if self.val_pairs is None:
             return {}
         device = next(model.parameters()).device

@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from qusr_cli.devices import resolve_device
+from qusr_cli.errors import WeightsError
 from qusr_cli.provenance import git_commit
 from qusr_cli.train import distributed
 from qusr_cli.weights.checkpoint import save_checkpoint
@@ -223,10 +224,26 @@ def _status(step: int, total: int, loss: float, samples_per_s: float, eta_s: flo
             f"ETA {int(eta_s // 60)}m{int(eta_s % 60):02d}s")
 
 
+def start_from(model: nn.Module, checkpoint: str | Path) -> None:
+    """Load a saved checkpoint's weights into ``model``; its architecture and config must be the model's.
+
+    A run whose resume folder is lost starts again from the last weights that were kept (a committed
+    model file), not from random weights; fine-tuning starts from a trained model the same way.
+    """
+    from qusr_cli.weights.checkpoint import load_checkpoint
+
+    saved = load_checkpoint(checkpoint)
+    if (saved.arch_name, saved.config) != (model.arch_name, model.config):
+        raise WeightsError(f"{checkpoint}: a {saved.arch_name} {saved.config}, but this run trains a "
+                           f"{model.arch_name} {model.config}")
+    model.load_state_dict(saved.state_dict())
+
+
 def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConfig, out_dir: str | Path,
-          resume: bool = True, info: dict | None = None) -> Path:
+          resume: bool = True, info: dict | None = None, init: str | Path | None = None) -> Path:
     """Train ``task.model`` for ``config.steps`` steps; ``batches(start_step)`` yields the remaining batches.
 
+    ``init``: a checkpoint to start from when there is no resume state (ignored when resuming).
     Returns the path of the EMA checkpoint ``<out_dir>/<role>.safetensors``.
     """
     out_dir = Path(out_dir)
@@ -236,6 +253,12 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
     device = ranks.device
     torch.manual_seed(distributed.rank_seed(config.seed, ranks.rank))
     rng = random.Random(distributed.rank_seed(config.seed, ranks.rank))
+    resume_dir = out_dir / "resume"
+    resuming = resume and (resume_dir / "state.safetensors").exists()
+    if init is not None and not resuming:
+        start_from(task.model, init)
+        if ranks.is_main:
+            console.print(f"[{task.role}] starting from {init}")
     model = task.model.to(device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -243,7 +266,6 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
     adversary = getattr(task, "adversary", None)
     if adversary is not None:
         adversary.to(device)
-    resume_dir = out_dir / "resume"
     run = (load_resume(resume_dir, model, ema, optimizer, rng, adversary) if resume else None) or RunState()
     if run.step:
         distributed.resume_streams(rng, config.seed, ranks.rank, run.step)

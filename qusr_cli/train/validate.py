@@ -18,7 +18,7 @@ from torch import nn
 from qusr_cli import metrics
 from qusr_cli.aux_sr import auxiliary_estimate, bicubic_upsample
 from qusr_cli.errors import InputError
-from qusr_cli.eval_sets import load_set
+from qusr_cli.eval_sets import DEFAULT_VAL_SET, load_set
 from qusr_cli.metrics.fidelity import as_rgb255, rgb_to_y
 from qusr_cli.metrics.niqe import BLOCK as NIQE_MIN_SIDE
 from qusr_cli.noise import NoiseField
@@ -27,7 +27,6 @@ from qusr_cli.tiling import pad_to_multiple
 from qusr_cli.train.dataset import load_rgb
 from qusr_cli.weights.header import DiffusionSettings
 
-DEFAULT_VAL_SET = "imagenet-val32"  # a set name (qusr_cli.eval_sets), or give a folder
 
 
 def _quantised(image: torch.Tensor) -> torch.Tensor:
@@ -80,6 +79,27 @@ def load_pairs(spec: str | Path = DEFAULT_VAL_SET, limit: int | None = None) -> 
 
     return PairedSet(stack([i.lr for i in found.images]), stack([i.gt for i in found.images]),
                      [i.lr.name for i in found.images])
+
+
+def load_centre_crops(spec: str | Path, limit: int = 8, side: int = 64) -> torch.Tensor:
+    """(N, 3, side, side) in [0, 1]: the centre of each of the first ``limit`` LR images of a set.
+
+    Training's no-reference check: real photos (RealSet65) have no ground truth and many sizes, and
+    scoring whole photos at every validation would cost minutes on a CPU; fixed centre crops make
+    each validation one comparable point of a NIQE-against-training-time curve.
+    """
+    found = load_set(str(spec), limit)
+    crops = []
+    for image in found.images:
+        pixels = load_rgb(image.lr)
+        height, width = pixels.shape[-2:]
+        if min(height, width) < side:
+            continue
+        top, left = (height - side) // 2, (width - side) // 2
+        crops.append(pixels[:, top:top + side, left:left + side])
+    if not crops:
+        raise InputError(f"{found.root}: no image of at least {side}x{side} pixels")
+    return torch.stack(crops).float() / 255.0
 
 
 def mean_niqe(output: torch.Tensor, border: int = 4) -> float:
