@@ -7,14 +7,17 @@
 #                                               # the run quoted in docs/benchmarks.md (see there)
 #
 # Variables: OUT (work folder), LIMIT (images per set), STEPS (qusr step counts), SIZES (speed
-# pass LR sides), WEIGHTS (model folder or weights.toml; empty: the default model), EXTRA (more
-# `qusr bench` options, e.g. "--candidates-list 1,2,4").
+# pass LR sides), MEMORY (LR sizes WxH for the memory pass, default 320x240,3000x2000: the
+# 3000x2000 one takes ~20 minutes on a 2-core CPU; '' skips it), WEIGHTS (model folder or
+# weights.toml; empty: the default model), EXTRA (more `qusr bench` options, e.g.
+# "--candidates-list 1,2,4").
 set -euo pipefail
 
 OUT=${OUT:-runs/bench}
 LIMIT=${LIMIT:-8}
 STEPS=${STEPS:-1,5}
 SIZES=${SIZES:-64,128,256}
+MEMORY=${MEMORY-320x240,3000x2000}
 REALESRGAN=$OUT/realesrgan-x4plus.safetensors
 # Real-ESRGAN outputs of RealSet65 made by benchmarks/calibrate_niqe.py, reused where present
 CALIBRATION=runs/realesrgan-realset65
@@ -27,6 +30,6 @@ fi
 # shellcheck disable=SC2086  # EXTRA is a list of options
 qusr bench --set realset65 --set imagenet-val32 --limit "$LIMIT" \
     --methods bicubic,lanczos,realesrgan,aux,qusr --steps-list "$STEPS" --ablations --candidates-list 1,2 \
-    --speed-sizes "$SIZES" --threads 1 --device cpu --out "$OUT" \
+    --speed-sizes "$SIZES" --memory-sizes "$MEMORY" --threads 1 --device cpu --out "$OUT" \
     --realesrgan-weights "$REALESRGAN" --realesrgan-outputs "$CALIBRATION" \
     ${WEIGHTS:+--weights "$WEIGHTS"} ${EXTRA:-}

@@ -186,6 +186,86 @@ def read_image(path, max_pixels: int | None = None) -> LoadedImage:
     )
 
 
+@dataclass(frozen=True)
+class OutputLayout:
+    """How an image is stored in its output file, decided by the format and the source it copies."""
+
+    fmt: str  # Pillow format name
+    grayscale: bool  # written as BT.601 luma
+    keeps_alpha: bool  # False: composited onto white
+    bit_depth: int  # 8 or 16
+    channels: int  # samples per pixel written
+    icc: bytes | None
+    exif: bytes | None
+
+    @property
+    def pillow_mode(self) -> str:
+        return {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[self.channels]
+
+
+def output_layout(path, like: LoadedImage, has_alpha: bool) -> OutputLayout:
+    """What `write_image` stores for an image like `like` (see there); also checks the extension."""
+    path = Path(path)
+    fmt = output_format(path)
+    if needs_plugin(path):
+        register_plugins()
+    grayscale_channels = 3 if fmt == "WEBP" else 1
+    keeps_alpha = has_alpha and fmt in ALPHA_FORMATS
+    colour_channels = grayscale_channels if like.grayscale else 3
+    colour_space = b"GRAY" if colour_channels == 1 else b"RGB "
+    icc = like.icc_profile if fmt in METADATA_FORMATS else None
+    if icc is not None and _icc_colour_space(icc) != colour_space:
+        icc = None
+    return OutputLayout(
+        fmt=fmt,
+        grayscale=like.grayscale,
+        keeps_alpha=keeps_alpha,
+        bit_depth=16 if like.bit_depth == 16 and fmt in SIXTEEN_BIT_FORMATS else 8,
+        channels=colour_channels + int(keeps_alpha),
+        icc=icc,
+        exif=like.exif if fmt in METADATA_FORMATS else None,
+    )
+
+
+def output_samples(layout: OutputLayout, rgb: torch.Tensor, alpha: torch.Tensor | None = None) -> np.ndarray:
+    """(H, W, channels) uint8/uint16 samples of `rgb` (1, 3, H, W) and `alpha` (1, 1, H, W) as stored.
+
+    Every pixel is converted on its own, so any band of rows converts to the same samples as it does
+    inside the whole image.
+    """
+    colour = _tensor_to_hwc(rgb, 3, "rgb")
+    opacity = None if alpha is None else _tensor_to_hwc(alpha, 1, "alpha")
+    if opacity is not None and opacity.shape[:2] != colour.shape[:2]:
+        raise ValueError(f"alpha is {opacity.shape[:2]} but rgb is {colour.shape[:2]}")
+    if opacity is not None and not layout.keeps_alpha:
+        colour = colour * opacity + (1.0 - opacity)
+        opacity = None
+    if layout.grayscale:
+        colour = (colour @ _LUMA_WEIGHTS)[:, :, None]
+        if layout.fmt == "WEBP":
+            colour = np.repeat(colour, 3, axis=2)
+    channels = colour if opacity is None else np.concatenate([colour, opacity], axis=2)
+    return _quantise(channels, layout.bit_depth)
+
+
+def encode_image(f: BinaryIO, layout: OutputLayout, pixels: np.ndarray | Image.Image, jpeg_quality: int = 95) -> None:
+    """Encode a whole image, as samples from `output_samples` or a Pillow image of the layout's mode."""
+    if layout.bit_depth == 16 and layout.channels > 1:
+        if layout.fmt == "PNG":
+            f.write(_encode_png16(pixels, layout.icc, layout.exif))
+        else:
+            _write_tiff16(f, pixels, layout.icc)
+        return
+    if isinstance(pixels, np.ndarray):
+        pixels = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
+    pixels.save(f, format=layout.fmt, **_pillow_save_options(layout.fmt, layout.icc, layout.exif, jpeg_quality))
+
+
+def check_jpeg_quality(jpeg_quality: int) -> None:
+    if not 1 <= jpeg_quality <= 100:
+        raise InputError(f"JPEG quality must be between 1 and 100, got {jpeg_quality}")
+
+
 def write_image(
     path,
     rgb: torch.Tensor,
@@ -206,44 +286,10 @@ def write_image(
     compressed TIFF writer fails on EXIF that has a sub-IFD, which camera EXIF always has.
     The write is atomic.
     """
-    path = Path(path)
-    fmt = output_format(path)
-    if needs_plugin(path):
-        register_plugins()
-    if not 1 <= jpeg_quality <= 100:
-        raise InputError(f"JPEG quality must be between 1 and 100, got {jpeg_quality}")
-    colour = _tensor_to_hwc(rgb, 3, "rgb")
-    opacity = None if alpha is None else _tensor_to_hwc(alpha, 1, "alpha")
-    if opacity is not None and opacity.shape[:2] != colour.shape[:2]:
-        raise ValueError(f"alpha is {opacity.shape[:2]} but rgb is {colour.shape[:2]}")
-
-    if opacity is not None and fmt not in ALPHA_FORMATS:
-        colour = colour * opacity + (1.0 - opacity)
-        opacity = None
-    if like.grayscale:
-        colour = (colour @ _LUMA_WEIGHTS)[:, :, None]
-        if fmt == "WEBP":
-            colour = np.repeat(colour, 3, axis=2)
-    channels = colour if opacity is None else np.concatenate([colour, opacity], axis=2)
-    bit_depth = 16 if like.bit_depth == 16 and fmt in SIXTEEN_BIT_FORMATS else 8
-    pixels = _quantise(channels, bit_depth)
-
-    colour_space = b"GRAY" if colour.shape[2] == 1 else b"RGB "
-    icc = like.icc_profile if fmt in METADATA_FORMATS else None
-    if icc is not None and _icc_colour_space(icc) != colour_space:
-        icc = None
-    exif = like.exif if fmt in METADATA_FORMATS else None
-
-    if bit_depth == 16 and pixels.shape[2] > 1:
-        if fmt == "PNG":
-            encoded = _encode_png16(pixels, icc, exif)
-            atomic_write(path, lambda f: f.write(encoded))
-        else:
-            atomic_write(path, lambda f: _write_tiff16(f, pixels, icc))
-        return
-    image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
-    options = _pillow_save_options(fmt, icc, exif, jpeg_quality)
-    atomic_write(path, lambda f: image.save(f, format=fmt, **options))
+    layout = output_layout(path, like, alpha is not None)
+    check_jpeg_quality(jpeg_quality)
+    pixels = output_samples(layout, rgb, alpha)
+    atomic_write(path, lambda f: encode_image(f, layout, pixels, jpeg_quality))
 
 
 def _open(path: Path) -> Image.Image:
@@ -551,17 +597,22 @@ def _pillow_save_options(fmt: str, icc: bytes | None, exif: bytes | None, qualit
 
 def _encode_png16(pixels: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
     encoded = imagecodecs.png_encode(pixels)
-    extra = b""
-    if icc:
-        extra += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc))
-    if exif:
-        extra += _png_chunk(b"eXIf", exif.removeprefix(b"Exif\x00\x00"))
     # Signature (8 bytes) + IHDR chunk (25): iCCP must come before the image data, right after
     # IHDR is always valid. imagecodecs writes no sRGB/gAMA chunk that iCCP would contradict.
-    return encoded[:33] + extra + encoded[33:]
+    return encoded[:33] + png_metadata_chunks(icc, exif) + encoded[33:]
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
+def png_metadata_chunks(icc: bytes | None, exif: bytes | None) -> bytes:
+    """The iCCP and eXIf chunks that carry an ICC profile and EXIF in a PNG."""
+    extra = b""
+    if icc:
+        extra += png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc))
+    if exif:
+        extra += png_chunk(b"eXIf", exif.removeprefix(b"Exif\x00\x00"))
+    return extra
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 

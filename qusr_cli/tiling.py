@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+
+
+BAND_ROWS = 128  # HR rows yielded at a time by blend_bands
 
 
 @dataclass(frozen=True)
@@ -84,11 +87,13 @@ def context_span(start: int, stop: int, length: int, margin: int, multiple: int)
     return low - (short - extra_high), high + extra_high
 
 
-def run_tiled(lr: torch.Tensor, run_tile: TileFunction, tile_size: int, overlap: int, scale: int = 4,
-              on_tile_done: Callable[[int, int], None] | None = None, margin: int = 0,
-              multiple: int = 1) -> torch.Tensor:
-    """Σ_tiles window·f(tile) / Σ_tiles window over the HR canvas.
+def blend_bands(lr: torch.Tensor, run_tile: TileFunction, tile_size: int, overlap: int, scale: int = 4,
+                on_tile_done: Callable[[int, int], None] | None = None, margin: int = 0,
+                multiple: int = 1) -> Iterator[torch.Tensor]:
+    """Σ_tiles window·f(tile) / Σ_tiles window, yielded top to bottom in finished bands of HR rows.
 
+    Only one row of tiles is blended at a time: once a tile row is done, the HR rows above the next
+    row's top are final and leave as a band, so memory holds one tile row's band, never the canvas.
     Each tile is run with ``margin`` extra LR pixels of context on every side the image continues
     (cropped off again before blending), so tile borders see what the whole image would show them;
     tile inputs are multiples of ``multiple`` pixels (the image's sides must be too).
@@ -97,25 +102,58 @@ def run_tiled(lr: torch.Tensor, run_tile: TileFunction, tile_size: int, overlap:
     if height % multiple or width % multiple:
         raise ValueError(f"image sides {height}x{width} must be multiples of {multiple}; pad first")
     tiles = plan_tiles(height, width, tile_size, overlap)
+    tops = sorted({tile.top for tile in tiles})
+    band_top = 0  # LR row of the band's first row
     canvas = weights = None
-    for done, tile in enumerate(tiles, start=1):
-        top, bottom = context_span(tile.top, tile.top + tile.height, height, margin, multiple)
-        left, right = context_span(tile.left, tile.left + tile.width, width, margin, multiple)
-        context = Tile(top, left, bottom - top, right - left)
-        out = run_tile(lr[:, :, top:bottom, left:right], context).float().cpu()
-        rows = slice((tile.top - top) * scale, (tile.top - top + tile.height) * scale)
-        cols = slice((tile.left - left) * scale, (tile.left - left + tile.width) * scale)
-        out = out[:, :, rows, cols]
-        if canvas is None:
-            canvas = torch.zeros(1, out.shape[1], height * scale, width * scale)
-            weights = torch.zeros(1, 1, height * scale, width * scale)
-        fade = overlap * scale
-        window = (ramp(tile.height * scale, fade, tile.top > 0, tile.top + tile.height < height)[:, None]
-                  * ramp(tile.width * scale, fade, tile.left > 0, tile.left + tile.width < width)[None, :])
-        rows = slice(tile.top * scale, (tile.top + tile.height) * scale)
-        cols = slice(tile.left * scale, (tile.left + tile.width) * scale)
-        canvas[:, :, rows, cols] += out * window
-        weights[:, :, rows, cols] += window
-        if on_tile_done is not None:
-            on_tile_done(done, len(tiles))
-    return canvas / weights
+    done = 0
+    for row, top in enumerate(tops):
+        for tile in (t for t in tiles if t.top == top):
+            out = _tile_output(lr, run_tile, tile, margin, multiple, scale)
+            if canvas is None:
+                canvas = torch.zeros(1, out.shape[1], tile.height * scale, width * scale)
+                weights = torch.zeros(1, 1, tile.height * scale, width * scale)
+            fade = overlap * scale
+            window = (ramp(tile.height * scale, fade, tile.top > 0, tile.top + tile.height < height)[:, None]
+                      * ramp(tile.width * scale, fade, tile.left > 0, tile.left + tile.width < width)[None, :])
+            rows = slice((tile.top - band_top) * scale, (tile.top - band_top + tile.height) * scale)
+            cols = slice(tile.left * scale, (tile.left + tile.width) * scale)
+            canvas[:, :, rows, cols] += out * window
+            weights[:, :, rows, cols] += window
+            done += 1
+            if on_tile_done is not None:
+                on_tile_done(done, len(tiles))
+        finished = canvas.shape[2] if row + 1 == len(tops) else (tops[row + 1] - band_top) * scale
+        # In slices, so that dividing never makes a second band-sized tensor.
+        for start in range(0, finished, BAND_ROWS):
+            stop = min(finished, start + BAND_ROWS)
+            yield canvas[:, :, start:stop] / weights[:, :, start:stop]
+        if row + 1 == len(tops):
+            return
+        # Move the rows the next tile row still blends into to the top, in place: a new band would
+        # double the band's memory for a moment.
+        for buffer in (canvas, weights):
+            kept = buffer.shape[2] - finished
+            buffer[:, :, :kept] = buffer[:, :, finished:].clone()
+            buffer[:, :, kept:] = 0
+        band_top = tops[row + 1]
+
+
+def _tile_output(lr: torch.Tensor, run_tile: TileFunction, tile: Tile, margin: int, multiple: int,
+                 scale: int) -> torch.Tensor:
+    """f(tile) on the CPU, run with its context and cropped back to the tile."""
+    _, _, height, width = lr.shape
+    top, bottom = context_span(tile.top, tile.top + tile.height, height, margin, multiple)
+    left, right = context_span(tile.left, tile.left + tile.width, width, margin, multiple)
+    context = Tile(top, left, bottom - top, right - left)
+    out = run_tile(lr[:, :, top:bottom, left:right], context).float().cpu()
+    rows = slice((tile.top - top) * scale, (tile.top - top + tile.height) * scale)
+    cols = slice((tile.left - left) * scale, (tile.left - left + tile.width) * scale)
+    return out[:, :, rows, cols]
+
+
+def run_tiled(lr: torch.Tensor, run_tile: TileFunction, tile_size: int, overlap: int, scale: int = 4,
+              on_tile_done: Callable[[int, int], None] | None = None, margin: int = 0,
+              multiple: int = 1) -> torch.Tensor:
+    """The whole HR canvas: every band of :func:`blend_bands` stacked."""
+    return torch.cat(list(blend_bands(lr, run_tile, tile_size, overlap, scale, on_tile_done, margin, multiple)),
+                     dim=2)

@@ -8,21 +8,21 @@ import itertools
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 
 from qusr_cli.bundle import ModelBundle
 from qusr_cli.color_fix import apply_color_fix
-from qusr_cli.devices import free_memory_bytes, is_out_of_memory
+from qusr_cli.devices import free_memory_bytes, is_out_of_memory, release_freed_cpu_memory
 from qusr_cli.errors import QusrError
 from qusr_cli.noise import NoiseField
 from qusr_cli.options import SELECTORS, UpscaleOptions
 from qusr_cli.prior.critic import CriticResult
 from qusr_cli.prior.report import compose_prior_text
 from qusr_cli.stages import StageMaps, denoise, stage_maps
-from qusr_cli.tiling import Tile, pad_to_multiple, plan_tiles, run_tiled
+from qusr_cli.tiling import Tile, blend_bands, pad_to_multiple, plan_tiles, run_tiled
 
 log = logging.getLogger("qusr")
 
@@ -47,7 +47,7 @@ class Prior:
 
 @dataclass
 class UpscaleResult:
-    image: torch.Tensor          # (1,3,4H,4W) in [0,1] on the CPU: the chosen candidate
+    image: torch.Tensor | None   # (1,3,sH,sW) in [0,1] on the CPU: the chosen candidate (None: streamed)
     prior: Prior
     tile: int
     seed: int                    # the chosen candidate's seed
@@ -131,6 +131,8 @@ class Upscaler:
                              tile.left * self.scale, prior.tokens, prior.mask, options.noise_weighting,
                              on_step=on_step).float()
         sample = apply_color_fix(options.color_fix, sample, maps.aux.expand_as(sample)).clamp(0, 1).cpu()
+        if self.device.type == "cpu":
+            release_freed_cpu_memory()
         return sample.reshape(1, len(fields) * 3, *sample.shape[-2:])
 
     # ---- the whole image ------------------------------------------------------------------
@@ -144,11 +146,41 @@ class Upscaler:
 
     def upscale(self, lr: torch.Tensor, options: UpscaleOptions = UpscaleOptions(),
                 progress: Callable[[int, int], None] | None = None) -> UpscaleResult:
-        """4x-upscale ``lr`` (1,3,H,W) in [0,1]; halves the tile and retries if the device runs out of memory.
+        """Upscale ``lr`` (1,3,H,W) in [0,1]; halves the tile and retries if the device runs out of memory.
 
         ``progress(done, total)`` is called after every denoiser step of every tile (one call per tile
         for a plain SR model), so even a one-tile photo shows how far it is.
         """
+        self._check(lr, options)
+        prior = self.prior(lr, options.prompt, options.prompt_mode)
+
+        def whole(tile: int) -> UpscaleResult:
+            stacked = torch.cat(list(self._bands(lr, options, prior, tile, progress)), dim=2)
+            return self._choose(stacked.split(3, dim=1), options, prior, tile)
+
+        return self._with_tile_retries(options, whole)
+
+    def upscale_streamed(self, lr: torch.Tensor, options: UpscaleOptions,
+                         consume: Callable[[Iterator[torch.Tensor]], None],
+                         progress: Callable[[int, int], None] | None = None) -> UpscaleResult:
+        """As :meth:`upscale`, but the output goes to ``consume`` in bands of rows, top to bottom.
+
+        Memory holds one row of tiles, never the whole output. ``consume`` must start afresh when
+        called again: out of memory, it is called once more with a smaller tile. One candidate only
+        (choosing among several needs them whole); the result's ``image`` is None.
+        """
+        self._check(lr, options)
+        if options.candidates != 1:
+            raise ValueError("a streamed upscale makes one candidate; use upscale() for several")
+        prior = self.prior(lr, options.prompt, options.prompt_mode)
+
+        def streamed(tile: int) -> UpscaleResult:
+            consume(self._bands(lr, options, prior, tile, progress))
+            return UpscaleResult(image=None, prior=prior, tile=tile, seed=options.seed)
+
+        return self._with_tile_retries(options, streamed)
+
+    def _check(self, lr: torch.Tensor, options: UpscaleOptions) -> None:
         if not 1 <= options.steps <= 50:
             raise ValueError(f"steps must be between 1 and 50, not {options.steps}")
         if options.detail is not None and not 0.0 <= options.detail <= 1.0:
@@ -165,21 +197,30 @@ class Upscaler:
             if min(lr.shape[-2:]) * self.scale < BLOCK:
                 raise QusrError(f"--candidates needs an output of at least {BLOCK}x{BLOCK} pixels "
                                 "to score (NIQE's block size)")
-        prior = self.prior(lr, options.prompt, options.prompt_mode)
-        tile = options.tile or self.auto_tile(options.candidates)
+
+    def _bands(self, lr: torch.Tensor, options: UpscaleOptions, prior: Prior, tile: int,
+               progress: Callable[[int, int], None] | None) -> Iterator[torch.Tensor]:
+        """Bands of rows of the (1, 3·N, sH, sW) output of all N candidates, top to bottom."""
         fields = [NoiseField(options.seed + k) for k in range(options.candidates)]
         multiple = self.bundle.descriptor.size_multiple
         padded = pad_to_multiple(lr, multiple)
-        height, width = (side * self.scale for side in lr.shape[-2:])
+        rows_left, width = (side * self.scale for side in lr.shape[-2:])
+        overlap = min(options.tile_overlap, tile // 4)
         steps_per_tile = 1 if self.plain_sr else options.steps
+        on_step = _step_counter(progress, len(plan_tiles(*padded.shape[-2:], tile, overlap)) * steps_per_tile)
+        bands = blend_bands(padded, lambda t, spec: self._upscale_tile(t, spec, options, prior, fields, on_step),
+                            tile, overlap, self.scale, margin=options.tile_margin, multiple=multiple)
+        for band in bands:
+            band = band[:, :, :rows_left, :width]  # the padding lies below and right of the image
+            rows_left -= band.shape[2]
+            if band.shape[2]:
+                yield band
+
+    def _with_tile_retries(self, options: UpscaleOptions, run: Callable[[int], UpscaleResult]) -> UpscaleResult:
+        tile = options.tile or self.auto_tile(options.candidates)
         while True:
-            overlap = min(options.tile_overlap, tile // 4)
-            on_step = _step_counter(progress, len(plan_tiles(*padded.shape[-2:], tile, overlap)) * steps_per_tile)
             try:
-                stacked = run_tiled(padded, lambda t, spec: self._upscale_tile(t, spec, options, prior, fields, on_step),
-                                    tile, overlap, self.scale, margin=options.tile_margin, multiple=multiple)
-                stacked = stacked[:, :, :height, :width]
-                return self._choose(stacked.split(3, dim=1), options, prior, tile)
+                return run(tile)
             except (torch.OutOfMemoryError, RuntimeError) as exc:
                 if not is_out_of_memory(exc) or tile <= MIN_TILE:
                     raise

@@ -41,9 +41,17 @@ class NearestUpscaler:
     """Stands in for ``Upscaler`` where a test is about files, not pixels: nearest-neighbour 4x,
     instantly. ``fail_on`` maps an input width to the exception its upscale raises."""
 
+    scale = 4
+
     def __init__(self, fail_on: dict[int, BaseException] | None = None):
         self.fail_on = fail_on or {}
         self.calls = 0
+
+    def upscale_streamed(self, lr: torch.Tensor, options, consume, progress=None):
+        """As ``Upscaler.upscale_streamed``: the output goes to ``consume`` in bands (here two)."""
+        result = self.upscale(lr, options, progress)
+        consume(iter(result.image.split(max(1, result.image.shape[2] // 2), dim=2)))
+        return result
 
     def upscale(self, lr: torch.Tensor, options=None, progress=None):
         from qusr_cli.upscaler import Prior, UpscaleResult

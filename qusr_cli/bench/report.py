@@ -138,6 +138,8 @@ def markdown(results: dict) -> str:
             lines += _best_of_n_table(rows)
     if results["speed"]:
         lines += _speed_table(results["speed"])
+    if results.get("memory"):
+        lines += _memory_table(results["memory"])
     if results["notes"]:
         lines += ["## Notes", ""] + [f"- {note}" for note in results["notes"]] + [""]
     return "\n".join(lines)
@@ -193,4 +195,24 @@ def _speed_table(rows: list[dict]) -> list[str]:
                      f"{_fmt(row['rss_ready_mb'], 0)} | {_fmt(row['peak_rss_mb'], 0)} | "
                      f"{_fmt(row['device_peak_mb'], 0)} | {_sig(per_pixel)} | "
                      f"{_sig(row['gflops_per_s'])} |")
+    return lines + [""]
+
+
+def _memory_table(rows: list[dict]) -> list[str]:
+    lines = ["## Memory", "",
+             "One fresh process per size: `qusr upscale` of an LR photo to PNG at the default settings (the "
+             "output streamed in bands). Peak RSS: the process's high-water mark (VmHWM), target 1500 MB at "
+             "3000x2000. Identical: the decoded output equals the unstreamed (whole-canvas) path's.", "",
+             "| LR size | output MP | tile | s | RSS loaded MB | peak RSS MB | identical |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"| {Path(row['input']).stem} | failed: {row['error']} | | | | | |")
+            continue
+        width, height = row["lr_size"]
+        out_w, out_h = row["output_size"]
+        identical = {True: "yes", False: "NO", None: "not compared"}[row.get("identical_to_unstreamed")]
+        lines.append(f"| {width}x{height} | {_fmt(out_w * out_h / 1e6, 1)} | {row['tile']} | {_sig(row['seconds'])} | "
+                     f"{_fmt(row['rss_loaded_bytes'] / 1e6, 0)} | {_fmt(row['peak_rss_bytes'] / 1e6, 0)} | "
+                     f"{identical} |")
     return lines + [""]

@@ -6,6 +6,7 @@ Layout of ``OUT``::
     outputs/<set>/<method>/records.json  per image: seconds, metrics, and what the output depended on
     speed/inputs/lr-<size>.png           the speed inputs
     speed/<method>/lr-<size>.json        one speed measurement
+    memory/inputs/lr-<W>x<H>.png         the memory pass's inputs (see bench.memory)
     results.json, report.md, *.png       this run's summary and figures
 
 With ``reuse`` an output is made again only when it is missing or something it depended on (the
@@ -42,6 +43,7 @@ from qusr_cli.bench.measure import (
     reset_device_peak,
     timed,
 )
+from qusr_cli.bench.memory import memory_pass
 from qusr_cli.bench.methods import SCALE, EngineConfig, ExternalMethod, MethodLoader, MethodSpec
 from qusr_cli.errors import QusrError
 from qusr_cli.eval_sets import REPO_ROOT, EvalImage, EvalSet, list_images, load_set
@@ -61,6 +63,7 @@ class BenchConfig:
     synthetic: list[Path] = field(default_factory=list)
     speed_sizes: list[int] = field(default_factory=list)
     speed_repeats: int = 1
+    memory_sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height) of LR photos
     reuse: bool = True
     realesrgan_outputs: Path | None = None
     extra_metrics: bool = True
@@ -279,6 +282,8 @@ class Bench:
             "quality": quality,
             "best_of_n": report.best_of_n(quality, specs, self.config.ablation_steps),
             "speed": self.speed(specs, sources),
+            "memory": memory_pass(self.config.engine, self.config.memory_sizes, sources[0], self.out, log=self.log)
+            if self.config.memory_sizes and sources else [],
             "computed_outputs": self.computed,
             "notes": self.notes,
         }

@@ -45,6 +45,10 @@ def bench(
     speed_sizes: Annotated[str, typer.Option(help="Square LR sizes for the speed pass ('' to skip it).")]
         = "64,128,256,512",
     speed_repeats: Annotated[int, typer.Option(min=1, help="Timed calls per method and size (median kept).")] = 1,
+    memory_sizes: Annotated[str, typer.Option(help="LR sizes WxH for the memory pass: peak RSS of upscaling one "
+                                                   "such photo file in a fresh process, e.g. 3000x2000 ('' skips "
+                                                   "it; sizes up to 400x300 are also compared with the "
+                                                   "unstreamed output).")] = "",
     realesrgan_weights: Annotated[Path | None, typer.Option(
         help="Real-ESRGAN x4plus as a qusr RRDBNet checkpoint (default: OUT/realesrgan-x4plus.safetensors).")]
         = None,
@@ -64,6 +68,7 @@ def bench(
 
     Example: qusr bench --set realset65 --methods bicubic,aux,qusr --limit 8 --speed-sizes ''
     """
+    from qusr_cli.bench.memory import parse_sizes
     from qusr_cli.bench.methods import EngineConfig, plan_methods
     from qusr_cli.bench.runner import Bench, BenchConfig
 
@@ -76,7 +81,7 @@ def bench(
     config = BenchConfig(sets=list(sets or DEFAULT_SETS), methods=specs, out=out, engine=engine, limit=limit,
                          synthetic=list(synthetic or []),
                          speed_sizes=parse_numbers(speed_sizes, "--speed-sizes", minimum=8),
-                         speed_repeats=speed_repeats, reuse=reuse, realesrgan_outputs=realesrgan_outputs,
+                         speed_repeats=speed_repeats, memory_sizes=parse_sizes(memory_sizes), reuse=reuse, realesrgan_outputs=realesrgan_outputs,
                          extra_metrics=extra_metrics, plots=plots, ablation_steps=ablation_steps)
     results = Bench(config, log=lambda text: typer.echo(f"qusr bench: {text}", err=True)).run()
     typer.echo((out / "report.md").read_text())

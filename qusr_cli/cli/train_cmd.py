@@ -7,6 +7,7 @@ Each command writes ``<out>/<role>.safetensors`` (EMA weights, fp16, loadable by
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -42,6 +43,16 @@ class ResidualBase(str, Enum):
 train_app = command_group(help="Train the aux net, the learned critic or the denoiser on a folder of HR photos.",
                           epilog="Examples:\n\n  qusr train aux --data photos/ --out runs/aux\n\n"
                                  "  qusr train denoiser --data photos/ --out runs/denoiser --aux runs/aux/aux.safetensors")
+
+
+@train_app.callback()
+def _under_torchrun() -> None:
+    """Launched by torchrun, only rank 0 prints (see qusr_cli/train/distributed.py)."""
+    if os.environ.get("RANK", "0") != "0":  # checked here so that torch is not imported for --help
+        from qusr_cli.train import distributed
+
+        distributed.quiet_other_ranks()
+
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Folder of clean HR photos.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Run folder: checkpoint, log.jsonl, resume state.")]

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -51,6 +52,11 @@ BATCH_EXAMPLES = """Examples:
   qusr batch photos/ -o photos_x4/ --recursive --ext avif
 
   qusr batch photos/ -o photos/ --suffix _x4 --overwrite --json"""
+
+
+class BatchEngine(str, Enum):
+    local = "local"
+    ray = "ray"
 
 
 @dataclass
@@ -117,6 +123,20 @@ def batch(
     heatmaps: Annotated[Path | None, typer.Option(help="Also write each photo's uncertainty/noise-weight maps here.")] = None,
     max_pixels: opt.MaxPixels = None, workers: opt.Workers = 1, prefetch: opt.Prefetch = 2,
     as_json: opt.Json = False, quiet: opt.Quiet = False,
+    runner: Annotated[BatchEngine, typer.Option(
+        "--engine", help="local: this machine's processes (--workers); ray: Ray Data actors on this machine or a "
+                         "cluster (pip install 'qusr\\[ray]').", rich_help_panel="Ray")] = BatchEngine.local,
+    address: Annotated[str | None, typer.Option(
+        help="Ray cluster to join, e.g. auto or ray://head:10001 (default: start a local Ray).",
+        rich_help_panel="Ray")] = None,
+    actors_per_node: Annotated[int | None, typer.Option(
+        min=1, help="Upscalers per node (default: one per GPU, or one per --threads CPUs).",
+        rich_help_panel="Ray")] = None,
+    gpus_per_actor: Annotated[float | None, typer.Option(
+        min=0.0, help="GPUs per upscaler; fractions share a GPU (default: 1 where there are GPUs, else 0).",
+        rich_help_panel="Ray")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Files handed to an upscaler at a time.",
+                                            rich_help_panel="Ray")] = 1,
     *,
     engine: EngineOptions,
     options: UpscaleOptions,
@@ -125,6 +145,14 @@ def batch(
     out = Output(quiet=quiet, as_json=as_json)
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder")
+    if runner is BatchEngine.ray and heatmaps is not None:
+        raise InputError("--heatmaps works with the local engine only")
+    ray = None
+    if runner is BatchEngine.ray:
+        from qusr_cli.ray_batch import RayLayout, import_ray
+
+        import_ray()  # a missing extra is said before anything is planned or made
+        ray = RayLayout(address, actors_per_node, gpus_per_actor, batch_size)
     output_dir = output_dir or folder.with_name(folder.name + "_qusr")
     in_place = output_dir.resolve() == folder.resolve()
     if in_place and not suffix:
@@ -137,16 +165,17 @@ def batch(
     jobs, notes = plan_jobs(sources, output_dir, suffix=suffix, ext=ext, overwrite=overwrite, base=folder)
     run = _run(jobs, notes, engine, options, out, scale=scale, max_pixels=max_pixels, heatmaps=heatmaps,
                workers=workers, prefetch=prefetch, output_dir=output_dir, what="--output-dir",
-               title=f"qusr batch: {folder} -> {output_dir}", base=folder)
+               title=f"qusr batch: {folder} -> {output_dir}", base=folder, ray=ray)
     if _failed(run):
         raise typer.Exit(1)
 
 
 def _run(jobs: list[Job], notes: list[str], engine: EngineOptions, options: UpscaleOptions, out: Output, *,
          scale: float, max_pixels: int | None, heatmaps: Path | None, workers: int, prefetch: int,
-         output_dir: Path | None, what: str, title: str | None, base: Path | None = None) -> Run:
-    """Prepare the output folders, load once, run the jobs through the runner; with a ``title``, the
-    summary follows, also when the run is interrupted (what was done is said)."""
+         output_dir: Path | None, what: str, title: str | None, base: Path | None = None, ray=None) -> Run:
+    """Prepare the output folders, load once, run the jobs through the runner (or on Ray, given a
+    ``ray_batch.RayLayout``); with a ``title``, the summary follows, also when the run is interrupted
+    (what was done is said) but not after an error that ends it (its one line says why)."""
     prepare_output_folders(jobs, output_dir, what)
     if heatmaps is not None:
         make_folder(heatmaps, "--heatmaps folder")
@@ -158,11 +187,21 @@ def _run(jobs: list[Job], notes: list[str], engine: EngineOptions, options: Upsc
         if todo:
             from qusr_cli.runner import JobSettings
 
-            _execute(todo, run, engine, JobSettings(options, scale=scale, max_pixels=max_pixels, heatmaps=heatmaps),
-                     out, workers=workers, prefetch=prefetch)
-    finally:
+            settings = JobSettings(options, scale=scale, max_pixels=max_pixels, heatmaps=heatmaps)
+            if ray is not None:
+                from qusr_cli.ray_batch import run_on_ray
+
+                # each actor loads its own model; Ray's log shows it
+                run.rows += [Row(o.job, o.status, o.detail, o.seconds, o.summary, o.exit_code)
+                             for o in run_on_ray(todo, engine, settings, ray)]
+            else:
+                _execute(todo, run, engine, settings, out, workers=workers, prefetch=prefetch)
+    except KeyboardInterrupt:
         if title is not None:
             _summary(run, out, title)
+        raise
+    if title is not None:
+        _summary(run, out, title)
     return run
 
 

@@ -18,6 +18,7 @@ from qusr_cli.degradations import LIGHT, DegradationConfig, degrade
 from qusr_cli.eval_sets import list_images as image_files
 from qusr_cli.imageio import IMAGE_SUFFIXES, read_rgb8
 from qusr_cli.prior.builtin_critic import luma
+from qusr_cli.train.distributed import rank_and_world, shard_indices
 
 DETAIL_TRIES = 8
 
@@ -143,27 +144,33 @@ class DegradedCrops(Dataset):
         return {"hr": hr.contiguous(), "lr": lr.contiguous(), "params": {**params, "light": float(light)}}
 
 
-class FromIndex(Sampler[int]):
-    """Indices start, start+1, …, end−1: resuming at step s starts at s·batch."""
+class StepSamples(Sampler[int]):
+    """The indices of steps start … end−1, batch by batch: resuming at step s starts at s's samples.
 
-    def __init__(self, start: int, end: int):
-        self.start, self.end = start, end
+    Under torchrun each rank takes its own share of every step (see ``distributed.shard_indices``);
+    in one process that is samples s·batch … (s+1)·batch − 1.
+    """
+
+    def __init__(self, start_step: int, end_step: int, batch: int, rank: int = 0, world: int = 1):
+        self.start_step, self.end_step, self.batch = start_step, end_step, batch
+        self.rank, self.world = rank, world
 
     def __iter__(self):
-        return iter(range(self.start, self.end))
+        for step in range(self.start_step, self.end_step):
+            yield from shard_indices(step, self.batch, self.rank, self.world)
 
     def __len__(self) -> int:
-        return self.end - self.start
+        return (self.end_step - self.start_step) * self.batch
 
 
 def make_loader(dataset: Dataset, batch: int, start_step: int, steps: int, num_workers: int) -> DataLoader:
-    """Batches for steps start_step … steps−1.
+    """This process's batches for steps start_step … steps−1 (its share of each under torchrun).
 
     The loader gets a generator of its own: an iterator draws its workers' base seed from it, and
     drawing from the global RNG instead would shift every later draw of a resumed run by one (the
     samples themselves are seeded by their index and need no seed from the loader).
     """
-    return DataLoader(dataset, batch_size=batch, sampler=FromIndex(start_step * batch, steps * batch),
+    return DataLoader(dataset, batch_size=batch, sampler=StepSamples(start_step, steps, batch, *rank_and_world()),
                       num_workers=num_workers, persistent_workers=False,
                       prefetch_factor=4 if num_workers else None, generator=torch.Generator().manual_seed(0))
 

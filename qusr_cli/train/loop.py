@@ -9,6 +9,8 @@ does the rest. The run folder holds:
   task's adversary: discriminator and its optimizer), and the scalars (no pickle anywhere, like the
   rest of the project);
 - ``log.jsonl``: one JSON object per logged step and per validation.
+
+Under ``torchrun`` the same loop runs in every process (see ``distributed``); only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from torch import nn
 from qusr_cli.devices import resolve_device
 from qusr_cli.errors import WeightsError
 from qusr_cli.provenance import git_commit
+from qusr_cli.train import distributed
 from qusr_cli.weights.checkpoint import save_checkpoint
 from qusr_cli.weights.header import TrainingRun
 
@@ -246,14 +249,16 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    rng = random.Random(config.seed)
-    device = resolve_device(config.device)
+    ranks = distributed.start(resolve_device(config.device))  # under torchrun; one rank otherwise
+    device = ranks.device
+    torch.manual_seed(distributed.rank_seed(config.seed, ranks.rank))
+    rng = random.Random(distributed.rank_seed(config.seed, ranks.rank))
     resume_dir = out_dir / "resume"
     resuming = resume and (resume_dir / "state.safetensors").exists()
     if init is not None and not resuming:
         start_from(task.model, init)
-        console.print(f"[{task.role}] starting from {init}")
+        if ranks.is_main:
+            console.print(f"[{task.role}] starting from {init}")
     model = task.model.to(device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -263,8 +268,11 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
         adversary.to(device)
     run = (load_resume(resume_dir, model, ema, optimizer, rng, adversary) if resume else None) or RunState()
     if run.step:
-        console.print(f"[{task.role}] resuming at step {run.step}/{config.steps}")
-    log = (out_dir / "log.jsonl").open("a")
+        distributed.resume_streams(rng, config.seed, ranks.rank, run.step)
+        if ranks.is_main:
+            console.print(f"[{task.role}] resuming at step {run.step}/{config.steps}")
+    step_model = ranks.wrap(model)  # what the loss calls; `model` itself is what is saved
+    log = (out_dir / "log.jsonl").open("a") if ranks.is_main else None
     final_path = out_dir / f"{task.role}.safetensors"
 
     def write_log(record: dict) -> None:
@@ -272,6 +280,8 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
         log.flush()
 
     def validate() -> None:
+        if not ranks.is_main:
+            return
         metrics = task.validate(ema)
         run.validations.append({"step": run.step, **metrics})
         write_log({"type": "val", "step": run.step, **metrics})
@@ -288,6 +298,11 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
 
     def save() -> None:
         saved_at[0] = run.step
+        ranks.check_same(ema)
+        if adversary is not None:
+            ranks.check_same(adversary.discriminator)
+        if not ranks.is_main:
+            return
         save_resume(resume_dir, model, ema, optimizer, run, rng, adversary)
         save_checkpoint(final_path, ema, role=task.role, info=checkpoint_info(), dtype=torch.float16)
 
@@ -302,13 +317,14 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(run.step, config)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loss, metrics = task.loss(model, batch, rng)
+            loss, metrics = task.loss(step_model, batch, rng)
         optimizer.zero_grad(set_to_none=True)
         loss.float().backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         if adversary is not None:
             metrics["discriminator_loss"] = adversary.update()
+            ranks.average_weights(adversary.discriminator)
         update_ema(ema, model, ema_decay(run.step, config.ema_decay))
         run.step += 1
         now = time.perf_counter()
@@ -318,13 +334,16 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
         loss_sum += float(loss.detach())
         if run.step % config.log_every == 0 or run.step == config.steps:
             elapsed = now - window_start
-            samples_per_s = window_steps * config.batch / max(elapsed, 1e-9)
+            samples_per_s = window_steps * config.batch * ranks.world / max(elapsed, 1e-9)
             eta = (config.steps - run.step) * elapsed / window_steps
-            mean_loss = loss_sum / window_steps
-            write_log({"type": "train", "step": run.step, "loss": mean_loss, "lr": learning_rate(run.step - 1, config),
-                       "grad_norm": float(grad_norm), "samples_per_s": samples_per_s, "wall_s": run.wall_s,
-                       **metrics})
-            console.print(f"[{task.role}] " + _status(run.step, config.steps, mean_loss, samples_per_s, eta))
+            rank_losses = ranks.gather(loss_sum / window_steps)
+            mean_loss = sum(rank_losses) / len(rank_losses)
+            if ranks.is_main:
+                write_log({"type": "train", "step": run.step, "loss": mean_loss,
+                           "lr": learning_rate(run.step - 1, config), "grad_norm": float(grad_norm),
+                           "samples_per_s": samples_per_s, "wall_s": run.wall_s, **metrics,
+                           **({"rank_losses": rank_losses} if ranks.active else {})})
+                console.print(f"[{task.role}] " + _status(run.step, config.steps, mean_loss, samples_per_s, eta))
             window_start, window_steps, loss_sum = now, 0, 0.0
         if config.val_every and (run.step % config.val_every == 0 or run.step == config.steps):
             model.eval()
@@ -334,5 +353,7 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
             save()
     if saved_at[0] != run.step:
         save()
-    log.close()
+    if log is not None:
+        log.close()
+    ranks.finish()
     return final_path
