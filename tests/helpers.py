@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from qusr_cli.archs import CompactSR, DenoiserUNet
 from qusr_cli.weights.checkpoint import save_checkpoint
@@ -61,3 +63,12 @@ class NearestUpscaler:
             raise self.fail_on[lr.shape[-1]]
         image = torch.nn.functional.interpolate(lr, scale_factor=4, mode="nearest")
         return UpscaleResult(image=image, prior=Prior(None, None, None, None), tile=0, seed=0)
+
+
+def random_photos(folder: Path, count: int, size: int, seed: int = 0) -> Path:
+    """``folder`` filled with ``count`` noise 'photos' of size x size (training-data stand-ins)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"p{i}.png")
+    return folder

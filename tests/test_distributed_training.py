@@ -7,15 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from qusr_cli.train.dataset import StepSamples
 from qusr_cli.weights.checkpoint import checkpoint_info
 
-from helpers import make_tiny_model
+from helpers import make_tiny_model, random_photos
 
 QUSR = shutil.which("qusr", path=str(Path(sys.executable).parent))
 REPO = Path(__file__).resolve().parents[1]
@@ -33,10 +31,7 @@ def test_ranks_share_each_step_without_overlap():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ddp")
-    rng = np.random.default_rng(0)
-    (folder / "photos").mkdir()
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / "photos" / f"p{i}.png")
+    random_photos(folder / "photos", 3, 64)
     return folder, make_tiny_model(folder / "tiny")
 
 

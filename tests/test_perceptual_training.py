@@ -21,6 +21,8 @@ from qusr_cli.train.perceptual import RandomFeatures, random_feature_loss
 from qusr_cli.train.procedural import DeadLeavesCrops, MixedSource, dead_leaves, leaf_radii
 from qusr_cli.weights.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
 
+from helpers import random_photos
+
 
 def _image(seed: int, size: int = 32) -> torch.Tensor:
     return dead_leaves(seed, size)[None]
@@ -152,10 +154,7 @@ def test_mixed_source_draws_procedural_samples_at_its_share(tmp_path):
 def recipe_inputs(tmp_path_factory):
     """Photos, a teacher cache of them (a tiny random teacher), and a tiny g."""
     root = tmp_path_factory.mktemp("recipe")
-    rng = np.random.default_rng(0)
-    (root / "photos").mkdir()
-    for i in range(2):
-        Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(root / "photos" / f"p{i}.png")
+    random_photos(root / "photos", 2, 48)
     torch.manual_seed(0)
     teacher = save_checkpoint(root / "teacher.safetensors", CompactSR(num_feat=4, num_conv=1), role="aux")
     aux = save_checkpoint(root / "aux.safetensors", CompactSR(num_feat=4, num_conv=1), role="aux")

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from typer.testing import CliRunner
 
 from qusr_cli.archs.compact import CompactSR
@@ -16,14 +14,12 @@ from qusr_cli.train.dataset import DegradedCrops
 from qusr_cli.train.teacher_cache import TeacherShards, build_teacher_cache, check_disjoint, shard_path
 from qusr_cli.weights.checkpoint import save_checkpoint
 
+from helpers import random_photos
+
 
 @pytest.fixture(scope="module")
 def photo_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("cache-photos")
-    rng = np.random.default_rng(3)
-    for i in range(2):
-        Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(folder / f"p{i}.png")
-    return folder
+    return random_photos(tmp_path_factory.mktemp("cache-photos"), 2, 48, seed=3)
 
 
 @pytest.fixture(scope="module")
