@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from qusr_cli.errors import WeightsError
+from qusr_cli.weights.rules import Number, OneOf, Text, check_fields
 from qusr_cli.uncertainty import DEFAULT_FLOOR, DEFAULT_PSI_MAX
 
 DEFAULT_TEXT_ENCODER = "minilm"
@@ -40,6 +41,16 @@ def _table(info: dict, key: str) -> dict:
     return value
 
 
+#: The parts of the ``info`` section the engine samples by, with their bounds (the rest is a free-form
+#: training record).
+SCHEDULER_FIELDS = {"kappa": Number(1e-3, 100.0), "etas_end": Number(1e-6, 1.0), "min_noise_level": Number(1e-6, 1.0),
+                    "power": Number(1e-3, 10.0), "prediction_type": OneOf(("sample", "blend")),
+                    "aux_error": Number(0.0, 10.0), "noise_scale": Number(0.0, 10.0),
+                    "last_noise_scale": Number(0.0, 10.0)}
+DIFFUSION_FIELDS = {"floor": Number(0.0, 1.0), "psi_max": Number(1e-6, 1.0), "text_encoder": Text()}
+
+
+
 @dataclass(frozen=True)
 class DiffusionSettings:
     """How to sample with a denoiser: its scheduler config, the noise-weight floor b and ψmax, the text encoder.
@@ -55,13 +66,12 @@ class DiffusionSettings:
 
     @classmethod
     def from_info(cls, info: dict) -> DiffusionSettings:
+        """The ``scheduler`` and ``diffusion`` sections, every field within its bounds (WeightsError if not)."""
         schedule = _table(info, "scheduler")
-        for key, value in schedule.items():
-            _typed(schedule, key, str if key == "prediction_type" else _NUMBER, "scheduler")
+        check_fields("scheduler", schedule, SCHEDULER_FIELDS, allow_unknown=True)
         extra = _table(info, "diffusion")
-        kinds = {"floor": _NUMBER, "psi_max": _NUMBER, "text_encoder": str}
-        return cls(schedule=dict(schedule),
-                   **{key: _typed(extra, key, kind, "diffusion") for key, kind in kinds.items() if key in extra})
+        check_fields("diffusion", extra, DIFFUSION_FIELDS, allow_unknown=True)
+        return cls(schedule=dict(schedule), **{key: extra[key] for key in DIFFUSION_FIELDS if key in extra})
 
     def to_info(self, *, text: bool = True) -> dict:
         """``text=False``: a denoiser trained without text priors names no encoder."""

@@ -12,71 +12,12 @@ they are what keeps a hostile header from allocating gigabytes.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
-from numbers import Real
 
 from qusr_cli.errors import WeightsError
 from qusr_cli.weights.format import ROLES
-
-
-@dataclass(frozen=True)
-class Int:
-    low: int
-    high: int
-
-    def check(self, value) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            return f"must be an integer, not {type(value).__name__}"
-        if not self.low <= value <= self.high:
-            return f"must be between {self.low} and {self.high}, not {value}"
-        return None
-
-
-@dataclass(frozen=True)
-class Number:
-    low: float
-    high: float
-
-    def check(self, value) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, Real):
-            return f"must be a number, not {type(value).__name__}"
-        if not math.isfinite(value) or not self.low <= value <= self.high:
-            return f"must be between {self.low:g} and {self.high:g}, not {value}"
-        return None
-
-
-@dataclass(frozen=True)
-class OneOf:
-    choices: tuple
-
-    def check(self, value) -> str | None:
-        if isinstance(value, bool) or value not in self.choices:
-            return f"must be one of {', '.join(map(str, self.choices))}, not {value!r}"
-        return None
-
-
-@dataclass(frozen=True)
-class ListOf:
-    item: Int | OneOf
-    min_length: int
-    max_length: int
-
-    def check(self, value) -> str | None:
-        if not isinstance(value, list) or not self.min_length <= len(value) <= self.max_length:
-            return f"must be a list of {self.min_length} to {self.max_length} items"
-        return next((f"item {k} {problem}" for k, v in enumerate(value)
-                     if (problem := self.item.check(v)) is not None), None)
-
-
-@dataclass(frozen=True)
-class Text:
-    max_length: int = 200
-
-    def check(self, value) -> str | None:
-        if not isinstance(value, str) or len(value) > self.max_length:
-            return f"must be a string of at most {self.max_length} characters"
-        return None
+from qusr_cli.weights.header import DiffusionSettings
+from qusr_cli.weights.rules import Int, ListOf, OneOf, check_fields
 
 
 #: Constructor arguments each shipped architecture accepts, with their bounds. An architecture
@@ -93,14 +34,6 @@ ARCHITECTURE_CONFIGS: dict[str, dict] = {
     "critic_cnn": {"width": Int(1, 512), "in_channels": Int(1, 4),
                    "targets": ListOf(OneOf(("log_noise", "blur", "jpeg", "severity")), 1, 4)},
 }
-
-#: The parts of the ``info`` section the engine reads (the rest is a free-form training record).
-SCHEDULER_FIELDS = {"kappa": Number(1e-3, 100.0), "etas_end": Number(1e-6, 1.0), "min_noise_level": Number(1e-6, 1.0),
-                    "power": Number(1e-3, 10.0), "prediction_type": OneOf(("sample", "blend")),
-                    "aux_error": Number(0.0, 10.0), "noise_scale": Number(0.0, 10.0),
-                    "last_noise_scale": Number(0.0, 10.0)}
-DIFFUSION_FIELDS = {"floor": Number(0.0, 1.0), "psi_max": Number(1e-6, 1.0), "text_encoder": Text()}
-
 
 @dataclass(frozen=True)
 class ValidHeader:
@@ -124,20 +57,6 @@ def _json_object(metadata: dict[str, str], key: str, required: bool) -> dict:
     return value
 
 
-def _check_fields(section: str, values, schema: dict, *, allow_unknown: bool = False) -> None:
-    if not isinstance(values, dict):
-        raise WeightsError(f"header {section} must be a JSON object, not {type(values).__name__}")
-    for key, value in values.items():
-        rule = schema.get(key)
-        if rule is None:
-            if allow_unknown:
-                continue
-            raise WeightsError(f"header {section}: unknown field {key!r} (known: {', '.join(schema)})")
-        problem = rule.check(value)
-        if problem is not None:
-            raise WeightsError(f"header {section}.{key} {problem}")
-
-
 def validate_header(metadata: dict[str, str]) -> ValidHeader:
     """Every section of a qusr header checked: role known, config within its architecture's bounds, the
     info's sections the engine reads within theirs. (The typed classes of ``weights.header`` then read
@@ -150,8 +69,7 @@ def validate_header(metadata: dict[str, str]) -> ValidHeader:
         raise WeightsError(f"header names unknown role {role!r} (known: {', '.join(ROLES)})")
     config = _json_object(metadata, "qusr.config", required=True)
     if arch in ARCHITECTURE_CONFIGS:
-        _check_fields("qusr.config", config, ARCHITECTURE_CONFIGS[arch])
+        check_fields("qusr.config", config, ARCHITECTURE_CONFIGS[arch])
     info = _json_object(metadata, "qusr.info", required=False)
-    _check_fields("qusr.info.scheduler", info.get("scheduler", {}), SCHEDULER_FIELDS, allow_unknown=True)
-    _check_fields("qusr.info.diffusion", info.get("diffusion", {}), DIFFUSION_FIELDS, allow_unknown=True)
+    DiffusionSettings.from_info(info)  # the sections the engine samples by, checked by their owner
     return ValidHeader(arch, role, config, info)
