@@ -19,6 +19,7 @@ from qusr_cli.train.adversarial import (Adversary, UNetDiscriminator, augment_cu
 from qusr_cli.train.objective import RestorationObjective, teacher_l1
 from qusr_cli.train.perceptual import RandomFeatures, random_feature_loss
 from qusr_cli.train.procedural import DeadLeavesCrops, MixedSource, dead_leaves, leaf_radii
+from qusr_cli.train.recipe import PerceptualRecipe
 from qusr_cli.weights.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
 
 from helpers import random_photos
@@ -178,8 +179,8 @@ def _recipe_task(aux_path):
 
     torch.manual_seed(0)
     return DenoiserTask(load_checkpoint(aux_path, role="aux"), None, base_width=8, channel_mult=(1, 2),
-                        aux_error=0.05, teacher_weight=1.0, feature_weight=0.1, gan_weight=0.1,
-                        discriminator_width=4)
+                        aux_error=0.05, recipe=PerceptualRecipe(teacher_weight=1.0, feature_weight=0.1,
+                                                                gan_weight=0.1, discriminator_width=4))
 
 
 def test_a_killed_recipe_run_resumes_to_the_same_weights_and_discriminator(tmp_path, recipe_inputs):

@@ -135,3 +135,24 @@ LOOP = OptionGroup(_loop_config, {
     "warmup": (Annotated[int, typer.Option("--warmup", min=0, help="Linear warm-up steps.")], 100),
     "amp": (Amp, "auto"),
 }, panel="Training loop")
+
+
+def _recipe(**values):
+    from qusr_cli.train.recipe import PerceptualRecipe
+
+    return PerceptualRecipe(**values)
+
+
+RECIPE = OptionGroup(_recipe, {
+    "teacher_weight": (Annotated[float, typer.Option(
+        "--teacher-weight", min=0.0, help="λ of L1 to the teacher's output (needs --teacher-cache).")], 0.0),
+    "feature_weight": (Annotated[float, typer.Option(
+        "--feature-weight", min=0.0, help="λ of the random-CNN feature + Gram loss.")], 0.0),
+    "gan_weight": (Annotated[float, typer.Option(
+        "--gan-weight", min=0.0, help="λ of the adversarial term (0: no discriminator).")], 0.0),
+    "discriminator_width": (Annotated[int, typer.Option(
+        "--disc-width", min=4, help="U-Net discriminator base channels.")], 32),
+    "discriminator_lr": (Annotated[float, typer.Option("--disc-lr", help="Discriminator Adam learning rate.")], 1e-4),
+    "procedural_share": (Annotated[float, typer.Option(
+        "--procedural-share", min=0.0, max=1.0, help="Share of dead-leaves crops among the photos'.")], 0.0),
+}, panel="Perceptual recipe")

@@ -26,6 +26,7 @@ from qusr_cli.eval_sets import DEFAULT_VAL_SET
 if TYPE_CHECKING:  # the training stack (torch) is imported inside the commands, so `qusr --help` stays fast
     from qusr_cli.train.dataset import DegradedCrops
     from qusr_cli.train.loop import LoopConfig
+    from qusr_cli.train.recipe import PerceptualRecipe
 
 
 class AuxUpsample(str, Enum):
@@ -206,8 +207,8 @@ def _arch_options(pairs: list[str]) -> dict:
 
 @train_app.command("denoiser", epilog="Examples:\n\n  qusr train denoiser --data photos/ --out runs/denoiser "
                                       "--aux runs/aux/aux.safetensors --critic runs/critic/critic.safetensors")
-@grouped(config=opt.LOOP.with_defaults(steps=4000, batch=8, lr=2e-4, val_every=500, warmup=200))
-def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig,
+@grouped(config=opt.LOOP.with_defaults(steps=4000, batch=8, lr=2e-4, val_every=500, warmup=200), recipe=opt.RECIPE)
+def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig, recipe: PerceptualRecipe,
                      aux: Annotated[Path, typer.Option("--aux", help="Trained aux checkpoint (frozen g).")],
                      crop: CropOpt = 256, resume: ResumeOpt = True, init: InitOpt = None,
                      val_dir: ValDirOpt = DEFAULT_VAL_SET, max_images: MaxImagesOpt = 0,
@@ -251,20 +252,6 @@ def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig,
                          "--teacher-cache", help="Read crops and teacher outputs from a `qusr train "
                                                  "teacher-cache` folder (its crop options replace these).")]
                      = None,
-                     teacher_weight: Annotated[float, typer.Option(
-                         "--teacher-weight", min=0.0, help="λ of L1 to the teacher's output (needs --teacher-cache).")]
-                     = 0.0,
-                     feature_weight: Annotated[float, typer.Option(
-                         "--feature-weight", min=0.0, help="λ of the random-CNN feature + Gram loss.")] = 0.0,
-                     gan_weight: Annotated[float, typer.Option(
-                         "--gan-weight", min=0.0, help="λ of the adversarial term (0: no discriminator).")] = 0.0,
-                     disc_width: Annotated[int, typer.Option("--disc-width", min=4,
-                                                             help="U-Net discriminator base channels.")] = 32,
-                     disc_lr: Annotated[float, typer.Option("--disc-lr", help="Discriminator Adam learning rate.")]
-                     = 1e-4,
-                     procedural_share: Annotated[float, typer.Option(
-                         "--procedural-share", min=0.0, max=1.0, help="Share of dead-leaves crops among the photos'.")]
-                     = 0.0,
                      niqe_set: Annotated[str, typer.Option(
                          "--niqe-set", help="Real photos whose LR centre crops validation scores by NIQE "
                                             "(a set name or folder).")] = "realset65",
@@ -293,7 +280,7 @@ def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig,
 
         encoder = TextEncoder(source="minilm")
     aux_net = load_checkpoint(aux, role="aux")
-    if teacher_weight and teacher_cache is None:
+    if recipe.teacher_weight and teacher_cache is None:
         raise InputError("--teacher-weight needs --teacher-cache (make one with `qusr train teacher-cache`)")
     if teacher_cache is not None:
         from qusr_cli.train.teacher_cache import TeacherShards
@@ -304,11 +291,12 @@ def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig,
         dataset = _crops(data, crop=crop, seed=config.seed, images=slice(max_images or None),
                          hr_scales=tuple(parse_numbers(hr_scales, "--hr-scales", float)), min_detail=min_detail,
                          light_share=light_share)
-    if procedural_share or teacher_cache is not None:
+    if recipe.procedural_share or teacher_cache is not None:
         from qusr_cli.train.procedural import DeadLeavesCrops, MixedSource
 
-        leaves = DeadLeavesCrops(crop=crop, seed=config.seed, light_share=light_share) if procedural_share else None
-        dataset = MixedSource(dataset, leaves, procedural_share, seed=config.seed)
+        leaves = (DeadLeavesCrops(crop=crop, seed=config.seed, light_share=light_share)
+                  if recipe.procedural_share else None)
+        dataset = MixedSource(dataset, leaves, recipe.procedural_share, seed=config.seed)
     if aux_error is None and residual_base is ResidualBase.blend:
         aux_error = measure_aux_error(aux_net, dataset)
         typer.echo(f"σ_g of g on 64 training crops: {aux_error:.4f}")
@@ -319,8 +307,7 @@ def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig,
                             critic_prob=critic_prob, val_pairs=_pairs(val_dir, config.val_every),
                             niqe_crops=_niqe_crops(niqe_set, niqe_crops if config.val_every else 0),
                             noise_scale=noise_scale, last_noise_scale=last_noise_scale,
-                            teacher_weight=teacher_weight, feature_weight=feature_weight, gan_weight=gan_weight,
-                            discriminator_width=disc_width, discriminator_lr=disc_lr, **arch_config)
+                            recipe=recipe, **arch_config)
     except (TypeError, ValueError) as exc:  # an option the architecture's constructor does not take or refuses
         raise InputError(f"--arch {arch}: {exc}") from None
     sources = DenoiserSources(aux=str(aux), critic=str(critic) if critic else None, text_prior=text)

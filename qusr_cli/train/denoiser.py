@@ -23,6 +23,7 @@ from qusr_cli.prior.text_encoder import MINILM_HIDDEN_SIZE
 from qusr_cli.stages import stage_maps
 from qusr_cli.train.adversarial import Adversary
 from qusr_cli.train.objective import RestorationObjective
+from qusr_cli.train.recipe import PerceptualRecipe
 from qusr_cli.train.validate import PairedSet, evaluate, mean_niqe, upscale_qusr
 from qusr_cli.uncertainty import DEFAULT_FLOOR, DEFAULT_PSI_MAX
 from qusr_cli.weights.header import DEFAULT_TEXT_ENCODER, DiffusionSettings
@@ -95,8 +96,7 @@ class DenoiserTask:
                  null_prob: float = 0.15, critic_prob: float = 0.25, grid_prob: float = 0.5,
                  val_pairs: PairedSet | None = None, val_steps: int = 5, noise_scale: float = 1.0,
                  last_noise_scale: float = 1.0, floor: float = DEFAULT_FLOOR, psi_max: float = DEFAULT_PSI_MAX,
-                 teacher_weight: float = 0.0, feature_weight: float = 0.0, gan_weight: float = 0.0,
-                 discriminator_width: int = 32, discriminator_lr: float = 1e-4,
+                 recipe: PerceptualRecipe = PerceptualRecipe(),
                  niqe_crops: torch.Tensor | None = None, **arch_config):
         """``arch``: a registered denoiser architecture, built with ``arch_config`` plus the prior-token
         width of ``encoder`` (MiniLM's without one, the encoder the engine falls back to).
@@ -106,8 +106,8 @@ class DenoiserTask:
 
         The noise scales only change sampling (validation, and the engine through the header); b and
         ψmax shape w in training, validation and the engine alike, through the header.
-        ``teacher_weight``, ``feature_weight`` and ``gan_weight`` switch on the perceptual terms of
-        :class:`~qusr_cli.train.objective.RestorationObjective`; with ``gan_weight`` the task has an
+        ``recipe`` switches on the perceptual terms of
+        :class:`~qusr_cli.train.objective.RestorationObjective`; with a GAN weight the task has an
         ``adversary`` that the loop steps, saves and resumes. ``niqe_crops`` (LR crops of real photos,
         e.g. ``validate.load_centre_crops("realset65")``) add qusr's mean NIQE on them to validation."""
         blend = residual_base == "blend"
@@ -122,9 +122,9 @@ class DenoiserTask:
         self.settings = DiffusionSettings(schedule=scheduler.config, floor=floor, psi_max=psi_max,
                                           text_encoder=encoder.name if encoder is not None else DEFAULT_TEXT_ENCODER)
         self.scheduler = scheduler
-        self.adversary = (Adversary(width=discriminator_width, lr=discriminator_lr, weight=gan_weight)
-                          if gan_weight else None)
-        self.objective = RestorationObjective(fft_weight, teacher_weight, feature_weight, self.adversary)
+        self.adversary = (Adversary(width=recipe.discriminator_width, lr=recipe.discriminator_lr,
+                                    weight=recipe.gan_weight) if recipe.gan_weight else None)
+        self.objective = RestorationObjective(fft_weight, recipe.teacher_weight, recipe.feature_weight, self.adversary)
         self.null_prob = null_prob if encoder is not None else 1.0
         self.critic_prob = critic_prob if critic is not None else 0.0
         self.grid_prob = grid_prob

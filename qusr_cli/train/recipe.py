@@ -1,0 +1,21 @@
+"""The perceptual recipe's settings as one plain dataclass (no torch: the CLI builds it before loading anything)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PerceptualRecipe:
+    """The denoiser's perceptual terms and extra data; all off by default (training.md, "The perceptual recipe").
+
+    The weights are the λ of :class:`~qusr_cli.train.objective.RestorationObjective`'s teacher,
+    random-CNN and adversarial terms; ``procedural_share`` is the share of dead-leaves samples.
+    """
+
+    teacher_weight: float = 0.0
+    feature_weight: float = 0.0
+    gan_weight: float = 0.0
+    discriminator_width: int = 32
+    discriminator_lr: float = 1e-4
+    procedural_share: float = 0.0
