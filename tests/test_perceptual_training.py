@@ -232,6 +232,33 @@ def test_the_recipe_through_the_cli_records_itself_and_runs_in_the_engine(tmp_pa
     assert upscaler.upscale(torch.rand(1, 3, 16, 16)).image.shape == (1, 3, 64, 64)
 
 
+def test_g_learns_from_the_teacher_cache_through_the_cli_and_runs_in_the_engine(tmp_path, recipe_inputs):
+    from qusr_cli.bundle import load_bundle
+    from qusr_cli.train.teacher_cache import TeacherShards
+    from qusr_cli.upscaler import Upscaler
+
+    root, aux = recipe_inputs
+    result = CliRunner().invoke(train_app, [
+        "aux", "--data", str(root / "photos"), "--out", str(tmp_path / "g"), "--teacher-cache", str(root / "cache"),
+        "--crop", "16", "--teacher-weight", "2", "--width", "4", "--depth", "1", "--batch", "4", "--workers", "0",
+        "--val-every", "0", "--steps", "40", "--lr", "1e-2", "--warmup", "1"])
+    assert result.exit_code == 0, result.output
+    info = checkpoint_info(tmp_path / "g" / "aux.safetensors")
+    assert info["task"]["loss"] == "L1 + 2.0·L1(teacher)" and info["teacher_cache"]["samples"] == 8
+    logs = [json.loads(line) for line in (tmp_path / "g" / "log.jsonl").read_text().splitlines()]
+    teacher_l1 = [r["teacher_l1"] for r in logs if r["type"] == "train"]
+    assert len(teacher_l1) >= 3 and teacher_l1[-1] < teacher_l1[0]
+    trained = load_checkpoint(tmp_path / "g" / "aux.safetensors", role="aux")
+    cached = TeacherShards(root / "cache")[0]
+    with torch.no_grad():
+        distance = (trained(cached["lr"][None]) - cached["teacher"]).abs().mean()
+        before = (load_checkpoint(aux, role="aux")(cached["lr"][None]) - cached["teacher"]).abs().mean()
+    assert distance < before
+    bundle = load_bundle("restoring-g", {"aux": tmp_path / "g" / "aux.safetensors"})
+    assert Upscaler(bundle, device=torch.device("cpu"), dtype=torch.float32).upscale(
+        torch.rand(1, 3, 16, 16)).image.shape == (1, 3, 64, 64)
+
+
 def test_a_teacher_weight_without_a_cache_is_one_line(tmp_path, recipe_inputs):
     root, aux = recipe_inputs
     args = [a for a in _recipe(root, aux, tmp_path / "x", 2)]

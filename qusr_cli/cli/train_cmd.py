@@ -74,6 +74,9 @@ LightShareOpt = Annotated[float, typer.Option(
 HrScalesOpt = Annotated[str, typer.Option(
     "--hr-scales", help="Photos are also shrunk by these factors and crops drawn from every level "
                         "(1: as they are).")]
+TeacherCacheOpt = Annotated[Path | None, typer.Option(
+    "--teacher-cache", help="Read crops and teacher outputs from a `qusr train teacher-cache` folder "
+                            "(its crop options replace these).")]
 
 
 @contextmanager
@@ -115,6 +118,28 @@ def _niqe_crops(spec: str, count: int):
     return _unless_missing("NIQE validation", lambda: load_centre_crops(spec, count)) if count else None
 
 
+def _source(data: Path, crop: int, seed: int, recipe: PerceptualRecipe, teacher_cache: Path | None,
+            **crop_options):
+    """The training samples: degraded crops of ``data``, or a teacher cache's; with dead leaves mixed in
+    when the recipe has a procedural share, and teacher fields on every sample when there is a cache."""
+    if recipe.teacher_weight and teacher_cache is None:
+        raise InputError("--teacher-weight needs --teacher-cache (make one with `qusr train teacher-cache`)")
+    if teacher_cache is not None:
+        from qusr_cli.train.teacher_cache import TeacherShards
+
+        with _data_errors():
+            dataset = TeacherShards(teacher_cache, crop=crop)
+    else:
+        dataset = _crops(data, crop=crop, seed=seed, **crop_options)
+    if recipe.procedural_share or teacher_cache is not None:
+        from qusr_cli.train.procedural import DeadLeavesCrops, MixedSource
+
+        leaves = (DeadLeavesCrops(crop=crop, seed=seed, light_share=crop_options.get("light_share", 0.0))
+                  if recipe.procedural_share else None)
+        dataset = MixedSource(dataset, leaves, recipe.procedural_share, seed=seed)
+    return dataset
+
+
 def _train(task, dataset, data: Path, out: Path, crop: int, config: LoopConfig, resume: bool,
            extra: dict | None = None, init: Path | None = None) -> None:
     from qusr_cli.train.dataset import make_loader
@@ -130,9 +155,9 @@ def _train(task, dataset, data: Path, out: Path, crop: int, config: LoopConfig, 
 
 @train_app.command("aux", epilog="Examples:\n\n  qusr train aux --data photos/ --out runs/aux --steps 2000\n\n"
                                  "  qusr train aux --data photos/ --out runs/aux --device cuda --batch 64")
-@grouped(config=opt.LOOP.with_defaults(steps=2000, batch=16, lr=5e-4, val_every=500, warmup=100))
-def aux_command(data: DataOpt, out: OutOpt, config: LoopConfig, crop: CropOpt = 256, resume: ResumeOpt = True,
-                init: InitOpt = None,
+@grouped(config=opt.LOOP.with_defaults(steps=2000, batch=16, lr=5e-4, val_every=500, warmup=100), recipe=opt.RECIPE)
+def aux_command(data: DataOpt, out: OutOpt, config: LoopConfig, recipe: PerceptualRecipe, crop: CropOpt = 256,
+                resume: ResumeOpt = True, init: InitOpt = None, teacher_cache: TeacherCacheOpt = None,
                 val_dir: ValDirOpt = DEFAULT_VAL_SET, max_images: MaxImagesOpt = 0,
                 hr_scales: HrScalesOpt = "1,0.7,0.5,0.35", min_detail: MinDetailOpt = 6.0,
                 light_share: LightShareOpt = 0.0,
@@ -140,17 +165,19 @@ def aux_command(data: DataOpt, out: OutOpt, config: LoopConfig, crop: CropOpt = 
                 num_conv: Annotated[int, typer.Option("--depth", help="CompactSR 3x3 conv layers.")] = 10,
                 upsample: Annotated[AuxUpsample, typer.Option(
                     "--upsample", help="What g's output is a residual over.")] = AuxUpsample.bicubic) -> None:
-    """Auxiliary fidelity net g (CompactSR), L1 to the HR crop.
+    """Auxiliary net g (CompactSR), L1 to the HR crop (UPSR's fidelity g), plus any recipe terms.
 
     Example: qusr train aux --data ../shared/data/train --out runs/aux --steps 3000
+
+    Restoring g: --teacher-cache runs/teacher-cache --teacher-weight 2
     """
     from qusr_cli.train.aux import AuxTask
 
+    dataset = _source(data, crop, config.seed, recipe, teacher_cache, images=slice(max_images or None),
+                      hr_scales=tuple(parse_numbers(hr_scales, "--hr-scales", float)), min_detail=min_detail,
+                      light_share=light_share)
     task = AuxTask(num_feat=num_feat, num_conv=num_conv, upsample=upsample.value,
-                   val_pairs=_pairs(val_dir, config.val_every))
-    dataset = _crops(data, crop=crop, seed=config.seed, images=slice(max_images or None),
-                     hr_scales=tuple(parse_numbers(hr_scales, "--hr-scales", float)), min_detail=min_detail,
-                     light_share=light_share)
+                   val_pairs=_pairs(val_dir, config.val_every), recipe=recipe)
     _train(task, dataset, data, out, crop, config, resume, init=init)
 
 
@@ -248,10 +275,7 @@ def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig, recipe: Per
                      last_noise_scale: Annotated[float, typer.Option(
                          "--last-noise-scale", min=0.0, help="Sampling: the same for the step into τ = 0, whose "
                                                              "noise the last call cannot remove.")] = 0.0,
-                     teacher_cache: Annotated[Path | None, typer.Option(
-                         "--teacher-cache", help="Read crops and teacher outputs from a `qusr train "
-                                                 "teacher-cache` folder (its crop options replace these).")]
-                     = None,
+                     teacher_cache: TeacherCacheOpt = None,
                      niqe_set: Annotated[str, typer.Option(
                          "--niqe-set", help="Real photos whose LR centre crops validation scores by NIQE "
                                             "(a set name or folder).")] = "realset65",
@@ -280,23 +304,9 @@ def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig, recipe: Per
 
         encoder = TextEncoder(source="minilm")
     aux_net = load_checkpoint(aux, role="aux")
-    if recipe.teacher_weight and teacher_cache is None:
-        raise InputError("--teacher-weight needs --teacher-cache (make one with `qusr train teacher-cache`)")
-    if teacher_cache is not None:
-        from qusr_cli.train.teacher_cache import TeacherShards
-
-        with _data_errors():
-            dataset = TeacherShards(teacher_cache, crop=crop)
-    else:
-        dataset = _crops(data, crop=crop, seed=config.seed, images=slice(max_images or None),
-                         hr_scales=tuple(parse_numbers(hr_scales, "--hr-scales", float)), min_detail=min_detail,
-                         light_share=light_share)
-    if recipe.procedural_share or teacher_cache is not None:
-        from qusr_cli.train.procedural import DeadLeavesCrops, MixedSource
-
-        leaves = (DeadLeavesCrops(crop=crop, seed=config.seed, light_share=light_share)
-                  if recipe.procedural_share else None)
-        dataset = MixedSource(dataset, leaves, recipe.procedural_share, seed=config.seed)
+    dataset = _source(data, crop, config.seed, recipe, teacher_cache, images=slice(max_images or None),
+                      hr_scales=tuple(parse_numbers(hr_scales, "--hr-scales", float)), min_detail=min_detail,
+                      light_share=light_share)
     if aux_error is None and residual_base is ResidualBase.blend:
         aux_error = measure_aux_error(aux_net, dataset)
         typer.echo(f"σ_g of g on 64 training crops: {aux_error:.4f}")

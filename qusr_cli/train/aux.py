@@ -1,4 +1,9 @@
-"""Training the auxiliary fidelity net g (CompactSR): L1 between g(LR) and the HR crop."""
+"""Training the auxiliary net g (CompactSR): L1 between g(LR) and the HR crop, plus the recipe's terms.
+
+With no recipe terms g is UPSR's fidelity estimate. With a teacher term (``--teacher-cache``) g also
+learns the teacher's restoration; g runs once per image at LR size, so it is where this project can
+afford the capacity restoration needs (docs/model-card.md, "The restoring g").
+"""
 
 from __future__ import annotations
 
@@ -8,25 +13,25 @@ import torch
 from torch import nn
 
 from qusr_cli.archs.compact import CompactSR
+from qusr_cli.train.objective import RestorationObjective
+from qusr_cli.train.recipe import PerceptualRecipe
 from qusr_cli.train.validate import PairedSet, evaluate
-
-
-def l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L1 = mean |ŷ − y|."""
-    return (prediction.float() - target.float()).abs().mean()
 
 
 class AuxTask:
     role = "aux"
 
     def __init__(self, num_feat: int = 48, num_conv: int = 10, upsample: str = "bicubic",
-                 val_pairs: PairedSet | None = None):
+                 val_pairs: PairedSet | None = None, recipe: PerceptualRecipe = PerceptualRecipe(),
+                 fft_weight: float = 0.0):
         self.model = CompactSR(num_feat=num_feat, num_conv=num_conv, upsample=upsample)
+        self.objective = RestorationObjective.from_recipe(recipe, fft_weight)
+        self.adversary = self.objective.adversary
         self.val_pairs = val_pairs
         self._bicubic: dict[str, float] | None = None
 
     def loss(self, model: nn.Module, batch: dict, rng: random.Random) -> tuple[torch.Tensor, dict[str, float]]:
-        return l1(model(batch["lr"]), batch["hr"]), {}
+        return self.objective(model(batch["lr"]), batch)
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         if self.val_pairs is None:
@@ -43,4 +48,4 @@ class AuxTask:
         return {}
 
     def info(self) -> dict:
-        return {"loss": "L1(g(LR), HR)", "params": sum(p.numel() for p in self.model.parameters())}
+        return {"loss": self.objective.describe(), "params": sum(p.numel() for p in self.model.parameters())}

@@ -21,7 +21,6 @@ from qusr_cli.prior.learned_critic import report_from_estimates
 from qusr_cli.prior.report import critique_from_report
 from qusr_cli.prior.text_encoder import MINILM_HIDDEN_SIZE
 from qusr_cli.stages import stage_maps
-from qusr_cli.train.adversarial import Adversary
 from qusr_cli.train.objective import RestorationObjective
 from qusr_cli.train.recipe import PerceptualRecipe
 from qusr_cli.train.validate import PairedSet, evaluate, mean_niqe, upscale_qusr
@@ -122,9 +121,8 @@ class DenoiserTask:
         self.settings = DiffusionSettings(schedule=scheduler.config, floor=floor, psi_max=psi_max,
                                           text_encoder=encoder.name if encoder is not None else DEFAULT_TEXT_ENCODER)
         self.scheduler = scheduler
-        self.adversary = (Adversary(width=recipe.discriminator_width, lr=recipe.discriminator_lr,
-                                    weight=recipe.gan_weight) if recipe.gan_weight else None)
-        self.objective = RestorationObjective(fft_weight, recipe.teacher_weight, recipe.feature_weight, self.adversary)
+        self.objective = RestorationObjective.from_recipe(recipe, fft_weight)
+        self.adversary = self.objective.adversary
         self.null_prob = null_prob if encoder is not None else 1.0
         self.critic_prob = critic_prob if critic is not None else 0.0
         self.grid_prob = grid_prob

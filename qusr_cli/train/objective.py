@@ -6,6 +6,7 @@ import torch
 
 from qusr_cli.train.adversarial import Adversary
 from qusr_cli.train.perceptual import RandomFeatures, random_feature_loss
+from qusr_cli.train.recipe import PerceptualRecipe
 
 
 def fft_magnitude_l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -35,12 +36,21 @@ class RestorationObjective:
         self.adversary = adversary
         self.features = features or (RandomFeatures() if feature_weight else None)
 
+    @classmethod
+    def from_recipe(cls, recipe: PerceptualRecipe, fft_weight: float) -> RestorationObjective:
+        """The objective of ``recipe``, with a fresh adversary when it has a GAN weight."""
+        adversary = (Adversary(width=recipe.discriminator_width, lr=recipe.discriminator_lr,
+                               weight=recipe.gan_weight) if recipe.gan_weight else None)
+        return cls(fft_weight, recipe.teacher_weight, recipe.feature_weight, adversary)
+
     def __call__(self, prediction: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         hr = batch["hr"]
         pixel = (prediction.float() - hr.float()).abs().mean()
-        spectral = fft_magnitude_l1(prediction, hr)
-        total = pixel + self.fft_weight * spectral
-        parts = {"l1": float(pixel.detach()), "fft": float(spectral.detach())}
+        total, parts = pixel, {"l1": float(pixel.detach())}
+        if self.fft_weight:
+            spectral = fft_magnitude_l1(prediction, hr)
+            total = total + self.fft_weight * spectral
+            parts["fft"] = float(spectral.detach())
         if self.teacher_weight and "teacher" in batch:
             has_teacher = batch.get("has_teacher", torch.ones(len(hr), device=hr.device)).float()
             term = teacher_l1(prediction, batch["teacher"], has_teacher)
@@ -58,7 +68,7 @@ class RestorationObjective:
         return total, parts
 
     def describe(self) -> str:
-        terms = ["L1", f"{self.fft_weight}·L1(|FFT|)"]
+        terms = ["L1"] + ([f"{self.fft_weight}·L1(|FFT|)"] if self.fft_weight else [])
         if self.teacher_weight:
             terms.append(f"{self.teacher_weight}·L1(teacher)")
         if self.feature_weight:
