@@ -7,6 +7,7 @@ imports only the standard library and qusr's errors until its guard is in place.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -48,7 +49,15 @@ def _swap_stderr() -> None:
                            errors=sys.stderr.errors)
 
 
+# Importing PyTorch creates a few hundred thousand objects, and the default first-generation
+# threshold (700) makes the cyclic collector walk them again and again during that import; at exit
+# it walks them once more. A larger threshold and a freeze before shutdown saved about 0.5 s of CPU
+# of `qusr upscale` on a 64x64 photo (3.0 → 2.5 s, mean of 6 interleaved runs, 2-core CPU).
+GC_FIRST_GENERATION = 100_000
+
+
 def main() -> None:
+    gc.set_threshold(GC_FIRST_GENERATION, *gc.get_threshold()[1:])
     try:
         signal.signal(signal.SIGTERM, _on_signal)
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not if the caller ignores Ctrl-C
@@ -60,3 +69,7 @@ def main() -> None:
     except KeyboardInterrupt as exc:  # only before the app's own guard is in place
         print("qusr: interrupted", file=sys.stderr)
         raise SystemExit(getattr(exc, "exit_code", 130)) from None
+    finally:
+        # Shutdown runs the cyclic collector over every live object once more; frozen ones are skipped,
+        # and as the process ends next, freezing keeps nothing alive that would otherwise be freed.
+        gc.freeze()
