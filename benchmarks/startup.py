@@ -42,6 +42,8 @@ def cpu():
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 marks = {"Python start-up": cpu()}
+from qusr_cli.cli.entry import collect_garbage_less_often
+collect_garbage_less_often()  # as the `qusr` executable does first
 from qusr_cli.cli.app import app
 marks["CLI import (typer, rich, qusr's command modules)"] = cpu()
 from qusr_cli.loading import load_upscaler
@@ -54,6 +56,8 @@ outcome = upscale_one(upscaler, Job(Path(sys.argv[1]), Path(sys.argv[2])), JobSe
 assert outcome.status == "done", outcome.detail
 marks["upscale itself (read, 5 steps, write)"] = cpu()
 print(json.dumps(marks))
+import gc
+gc.freeze()  # as the `qusr` executable does before exit
 """
 
 
@@ -77,11 +81,14 @@ def upscale_once(photo: Path, out: Path, env: dict[str, str]) -> tuple[float, fl
 
 
 def phases(photo: Path, out: Path, env: dict[str, str]) -> dict[str, float]:
+    cpu_before = children_cpu()
     done = subprocess.run([sys.executable, "-c", PHASES, str(photo), str(out)], capture_output=True, text=True,
                           env=env, check=True)
+    total = children_cpu() - cpu_before
     marks = json.loads(done.stdout)
     names = list(marks)
-    return {name: marks[name] - (marks[names[i - 1]] if i else 0.0) for i, name in enumerate(names)}
+    split = {name: marks[name] - (marks[names[i - 1]] if i else 0.0) for i, name in enumerate(names)}
+    return {**split, "exit (interpreter shutdown)": total - marks[names[-1]]}
 
 
 def main() -> None:

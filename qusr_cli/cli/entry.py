@@ -56,8 +56,12 @@ def _swap_stderr() -> None:
 GC_FIRST_GENERATION = 100_000
 
 
-def main() -> None:
+def collect_garbage_less_often() -> None:
     gc.set_threshold(GC_FIRST_GENERATION, *gc.get_threshold()[1:])
+
+
+def main() -> None:
+    collect_garbage_less_often()
     try:
         signal.signal(signal.SIGTERM, _on_signal)
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not if the caller ignores Ctrl-C
