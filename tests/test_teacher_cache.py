@@ -92,7 +92,8 @@ def test_a_folder_built_with_other_settings_is_refused(tmp_path, photo_dir, teac
 def test_evaluation_photos_never_reach_the_teacher(tmp_path, photo_dir):
     eval_root = tmp_path / "eval"
     (eval_root / "set").mkdir(parents=True)
-    check_disjoint(sorted(photo_dir.iterdir()), eval_root)  # disjoint: no error
+    digests = check_disjoint(sorted(photo_dir.iterdir()), eval_root)  # disjoint: no error
+    assert sorted(digests) == sorted(photo_dir.iterdir()) and all(len(d) == 64 for d in digests.values())
     shutil.copy(photo_dir / "p1.png", eval_root / "set" / "x.png")
     with pytest.raises(ValueError, match="p1.png = set/x.png"):
         check_disjoint(sorted(photo_dir.iterdir()), eval_root)

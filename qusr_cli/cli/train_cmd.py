@@ -423,7 +423,7 @@ def teacher_cache_command(data: DataOpt,
     torch.set_num_threads(threads)
     with _data_errors():
         files = list_images(data)[:max_images or None]
-        check_disjoint(files, eval_dir)
+        digests = check_disjoint(files, eval_dir)
     dataset = _crops(data, crop=crop, seed=seed, images=slice(max_images or None),
                      hr_scales=tuple(parse_numbers(hr_scales, "--hr-scales", float)), min_detail=min_detail,
                      light_share=light_share)
@@ -431,7 +431,7 @@ def teacher_cache_command(data: DataOpt,
     net = load_checkpoint(teacher, role="aux", device=run_device)
     if run_device.type == "cpu":
         net.to(memory_format=torch.channels_last)  # oneDNN's blocked kernels, as the engine does
-    description = {"data": data.name, "photos": {p.name: file_digest(p)[:16] for p in files},
+    description = {"data": data.name, "photos": {p.name: digest[:16] for p, digest in digests.items()},
                    "teacher": {"sha256": file_digest(teacher), "arch": net.arch_name,
                                **{k: v for k, v in checkpoint_info(teacher).items() if k in ("source", "licence")}}}
 

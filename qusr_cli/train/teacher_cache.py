@@ -47,20 +47,21 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def check_disjoint(train_files: list[Path], eval_root: Path | None) -> None:
-    """Raise ValueError if any training photo is byte-identical to an image under ``eval_root``.
+def check_disjoint(train_files: list[Path], eval_root: Path | None) -> dict[Path, str]:
+    """Each training photo's sha256; ValueError if any is byte-identical to an image under ``eval_root``.
 
     Teacher targets must never be made from evaluation photos: a model would then learn the
-    teacher's answer on the very photos it is scored on.
+    teacher's answer on the very photos it is scored on. The digests go on into the manifest.
     """
+    digests = {path: file_digest(path) for path in train_files}
     if eval_root is None or not eval_root.is_dir():
-        return
+        return digests
     evaluation = {file_digest(p): p for p in eval_root.rglob("*")
                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
-    clashes = [f"{p.name} = {evaluation[d].relative_to(eval_root)}" for p in train_files
-               if (d := file_digest(p)) in evaluation]
+    clashes = [f"{p.name} = {evaluation[d].relative_to(eval_root)}" for p, d in digests.items() if d in evaluation]
     if clashes:
         raise ValueError(f"training photos that are evaluation images: {', '.join(clashes)}")
+    return digests
 
 
 @dataclass
