@@ -20,6 +20,7 @@ from qusr_cli.train.dataset import DegradedCrops, fixed_batch
 from qusr_cli.train.denoiser import INFERENCE_GRID, DenoiserTask, pad_prior, sample_tau
 from qusr_cli.train.loop import LoopConfig, ema_decay, learning_rate, train
 from qusr_cli.train.validate import PairedSet, psnr_y, sharpness_ratio, ssim_y
+from qusr_cli.weights.rules import Int, OneOf
 from qusr_cli.weights.checkpoint import checkpoint_info, load_checkpoint
 
 
@@ -334,6 +335,8 @@ class TinyDenoiser(torch.nn.Module):
     """A second denoiser architecture, as small as one can be: one conv over (x_t, up, g) and a τ gain."""
 
     arch_name = "tiny_test_denoiser"
+    config_bounds = {"context_dim": Int(1, 4096), "residual_base": OneOf(("aux", "up", "none")),
+                     "width": Int(1, 64), "scale": Int(1, 8)}
 
     def __init__(self, context_dim: int = 384, residual_base: str = "aux", width: int = 4, scale: int = 4):
         super().__init__()
@@ -374,6 +377,24 @@ def test_registering_a_name_twice_is_an_error(tiny_architecture):
     with pytest.raises(ValueError, match="already registered"):
         REGISTRY.register(DenoiserUNet, role="denoiser")
     assert REGISTRY.names("denoiser") == ["tiny_test_denoiser", "unet"]
+
+
+def test_an_architecture_without_bounds_is_refused_and_a_registered_ones_bounds_guard_headers(tiny_architecture):
+    from qusr_cli.archs import REGISTRY
+    from qusr_cli.errors import WeightsError
+    from qusr_cli.weights.header_schema import validate_header
+
+    class Unbounded(TinyDenoiser):
+        arch_name = "unbounded_test_denoiser"
+        config_bounds = None
+
+    with pytest.raises(ValueError, match="config_bounds"):
+        REGISTRY.register(Unbounded, role="denoiser")
+    header = {"qusr.arch": "tiny_test_denoiser", "qusr.role": "denoiser",
+              "qusr.config": json.dumps({"context_dim": 384, "residual_base": "aux", "width": 8, "scale": 4})}
+    assert validate_header(header).config["width"] == 8
+    with pytest.raises(WeightsError, match="width"):
+        validate_header({**header, "qusr.config": json.dumps({"width": 100_000})})
 
 
 def test_a_second_denoiser_architecture_trains_by_name_and_runs_in_the_engine(tmp_path, photo_dir, tiny_architecture):

@@ -1,7 +1,7 @@
 """Every network qusr can build, registered in this one place by the name its checkpoints carry.
 
-Adding an architecture: one file in this folder (a ``nn.Module`` with ``arch_name``, ``config`` and
-``descriptor``; a denoiser also takes ``context_dim`` and ``residual_base`` and is called as
+Adding an architecture: one file in this folder (a ``nn.Module`` with ``arch_name``, ``config``, its
+``config_bounds`` and ``descriptor``; a denoiser also takes ``context_dim`` and ``residual_base`` and is called as
 ``net(x_t, tau, cond)``), plus one ``REGISTRY.register`` line below.
 """
 

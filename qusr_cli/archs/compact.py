@@ -14,10 +14,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from qusr_cli.archs.contract import ArchDescriptor
+from qusr_cli.weights.rules import Int, OneOf
 
 
 class CompactSR(nn.Module):
     arch_name = "compact"
+    config_bounds = {"num_feat": Int(1, 256), "num_conv": Int(1, 64), "scale": Int(1, 8),
+                     "in_channels": Int(1, 4), "upsample": OneOf(("nearest", "bicubic"))}
 
     def __init__(self, num_feat: int = 32, num_conv: int = 8, scale: int = 4, in_channels: int = 3,
                  upsample: str = "nearest"):

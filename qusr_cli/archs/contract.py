@@ -74,9 +74,13 @@ class ArchRegistry:
         self._entries: dict[str, ArchEntry] = {}
 
     def register(self, cls: type[nn.Module], *, role: str) -> type[nn.Module]:
+        """Add ``cls`` under its ``arch_name``. It must state ``config_bounds``: for each constructor
+        argument a header may set, a rule of ``weights.rules`` (checked before the net is built)."""
         name = cls.arch_name
         if role not in ROLES:
             raise ValueError(f"architecture {name!r}: role must be one of {', '.join(ROLES)}, not {role!r}")
+        if not isinstance(getattr(cls, "config_bounds", None), dict):
+            raise ValueError(f"architecture {name!r} states no config_bounds: a hostile header could size it freely")
         if name in self._entries:
             raise ValueError(f"architecture {name!r} is already registered (by {self._entries[name].cls.__module__})")
         self._entries[name] = ArchEntry(name, role, cls)

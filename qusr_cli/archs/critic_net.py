@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qusr_cli.archs.contract import ArchDescriptor
+from qusr_cli.weights.rules import Int, ListOf, OneOf
 
 # What the outputs mean, in order; the training targets are scaled so each lies roughly in [0, 1].
 CRITIC_TARGETS = ("log_noise", "blur", "jpeg", "severity")
@@ -43,6 +44,8 @@ def detail_energy(image: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
 
 class CriticNet(nn.Module):
     arch_name = "critic_cnn"
+    config_bounds = {"width": Int(1, 512), "in_channels": Int(1, 4),
+                     "targets": ListOf(OneOf(CRITIC_TARGETS), 1, len(CRITIC_TARGETS))}
 
     def __init__(self, width: int = 32, in_channels: int = 3, targets: tuple[str, ...] | list[str] = CRITIC_TARGETS):
         super().__init__()

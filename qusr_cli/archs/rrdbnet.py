@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qusr_cli.archs.contract import ArchDescriptor
+from qusr_cli.weights.rules import Int
 
 RESIDUAL_SCALE = 0.2  # ESRGAN scales every dense-block residual by 0.2 to keep deep stacks stable
 
@@ -49,6 +50,8 @@ class RRDB(nn.Module):
 
 class RRDBNet(nn.Module):
     arch_name = "rrdbnet"
+    config_bounds = {"num_feat": Int(1, 256), "num_block": Int(1, 64), "num_grow_ch": Int(1, 256),
+                     "scale": Int(1, 8), "in_channels": Int(1, 4)}
 
     def __init__(self, num_feat: int = 64, num_block: int = 23, num_grow_ch: int = 32, scale: int = 4,
                  in_channels: int = 3):

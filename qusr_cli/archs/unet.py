@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qusr_cli.archs.contract import RESIDUAL_BASES, ArchDescriptor, Conditioning, add_residual_base
+from qusr_cli.weights.rules import Int, ListOf, OneOf
 
 TIME_SCALE = 1000.0  # τ ∈ [0,1] is stretched so the sinusoid frequencies match the usual 0..1000 range
 
@@ -85,6 +86,9 @@ class Attention(nn.Module):
 
 class DenoiserUNet(nn.Module):
     arch_name = "unet"
+    config_bounds = {"base_width": Int(4, 512), "channel_mult": ListOf(Int(1, 16), 1, 6),
+                     "num_res_blocks": Int(1, 8), "attention_heads": Int(1, 64), "context_dim": Int(1, 4096),
+                     "scale": Int(1, 8), "residual_base": OneOf(RESIDUAL_BASES)}
 
     def __init__(self, base_width: int = 32, channel_mult: tuple[int, ...] = (1, 2, 2), num_res_blocks: int = 1,
                  attention_heads: int = 4, context_dim: int = 384, scale: int = 4,

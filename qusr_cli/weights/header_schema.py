@@ -2,8 +2,9 @@
 
 A file can pass its sha256 check and still carry a header that is not JSON, has a string where a
 number belongs, or asks for an architecture so large that building it exhausts memory before any
-weight is read. ``validate_header`` checks every section against the schema below and returns the
-parsed sections, or raises WeightsError naming the first problem.
+weight is read. ``validate_header`` checks every section against its rules and returns the parsed
+sections, or raises WeightsError naming the first problem. Each architecture states the bounds of
+its own config (``config_bounds``, required by ``archs.REGISTRY``).
 
 The size bounds are generous (several times the largest published model of each family) but finite:
 they are what keeps a hostile header from allocating gigabytes.
@@ -14,26 +15,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from qusr_cli.archs import REGISTRY
 from qusr_cli.errors import WeightsError
 from qusr_cli.weights.format import ROLES
 from qusr_cli.weights.header import DiffusionSettings
-from qusr_cli.weights.rules import Int, ListOf, OneOf, check_fields
+from qusr_cli.weights.rules import check_fields
 
-
-#: Constructor arguments each shipped architecture accepts, with their bounds. An architecture
-#: registered elsewhere (``archs.REGISTRY``) without an entry here is built with no size bounds: give
-#: it one. A name known to neither is refused when the registry is asked to build it.
-ARCHITECTURE_CONFIGS: dict[str, dict] = {
-    "compact": {"num_feat": Int(1, 256), "num_conv": Int(1, 64), "scale": Int(1, 8),
-                "in_channels": Int(1, 4), "upsample": OneOf(("nearest", "bicubic"))},
-    "rrdbnet": {"num_feat": Int(1, 256), "num_block": Int(1, 64), "num_grow_ch": Int(1, 256),
-                "scale": Int(1, 8), "in_channels": Int(1, 4)},
-    "unet": {"base_width": Int(4, 512), "channel_mult": ListOf(Int(1, 16), 1, 6), "num_res_blocks": Int(1, 8),
-             "attention_heads": Int(1, 64), "context_dim": Int(1, 4096), "scale": Int(1, 8),
-             "residual_base": OneOf(("aux", "up", "none"))},
-    "critic_cnn": {"width": Int(1, 512), "in_channels": Int(1, 4),
-                   "targets": ListOf(OneOf(("log_noise", "blur", "jpeg", "severity")), 1, 4)},
-}
 
 @dataclass(frozen=True)
 class ValidHeader:
@@ -68,8 +55,8 @@ def validate_header(metadata: dict[str, str]) -> ValidHeader:
     if role not in ROLES:
         raise WeightsError(f"header names unknown role {role!r} (known: {', '.join(ROLES)})")
     config = _json_object(metadata, "qusr.config", required=True)
-    if arch in ARCHITECTURE_CONFIGS:
-        check_fields("qusr.config", config, ARCHITECTURE_CONFIGS[arch])
+    if arch in REGISTRY:  # a name the registry does not know is refused when it is asked to build it
+        check_fields("qusr.config", config, REGISTRY.entry(arch).cls.config_bounds)
     info = _json_object(metadata, "qusr.info", required=False)
     DiffusionSettings.from_info(info)  # the sections the engine samples by, checked by their owner
     return ValidHeader(arch, role, config, info)
