@@ -398,3 +398,27 @@ def test_synthetic_set_through_the_command(tmp_path):
     assert quality["photos"]["images"] == 1 and not quality["photos"]["has_gt"]
     synthetic = quality["synthetic-photos-seed0"]
     assert synthetic["has_gt"] and synthetic["methods"]["bicubic"]["metrics"]["psnr_y"] > 15
+
+
+def test_runs_benched_apart_meet_in_one_sheet(tiny_set, tmp_path):
+    """benchmarks/compare_runs.py: each column a method of some bench run, cut at the bench sheet's window."""
+    runs = {"a": 0, "b": 255}
+    for run, value in runs.items():
+        folder = tmp_path / run / "outputs" / tiny_set.name / "aux"
+        folder.mkdir(parents=True)
+        for index in range(2):
+            Image.fromarray(np.full((128, 128, 3), value, np.uint8)).save(folder / f"img{index}.png")
+    sheet = tmp_path / "sheet.png"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_runs.py"
+    done = subprocess.run([sys.executable, str(script), "--set", str(tiny_set), "--rows", "2", "--out", str(sheet),
+                           f"dark={tmp_path / 'a'}/aux", f"light={tmp_path / 'b'}/aux"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    pixels = read_rgb8(sheet)
+    cell = 4 * 32
+    assert pixels.shape[1] == 3 * cell and pixels.shape[0] > 2 * cell
+    body = pixels[-cell // 2]  # a row of the last image's crops
+    assert (body[cell:2 * cell] == 0).all() and (body[2 * cell:] == 255).all()
+    missing = subprocess.run([sys.executable, str(script), "--set", str(tiny_set), "--out", str(sheet),
+                              f"none={tmp_path / 'c'}/aux"], capture_output=True, text=True)
+    assert missing.returncode != 0 and "no outputs at" in missing.stderr

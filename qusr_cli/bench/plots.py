@@ -109,13 +109,20 @@ def busiest_window(pixels: np.ndarray, side: int) -> tuple[int, int]:
 
 def crops_sheet(eval_set: EvalSet, specs: list[MethodSpec], out: Path, steps: int) -> Path | None:
     """Same crop of the first images: LR (nearest-neighbour 4x) | each method, labelled."""
-    columns = sheet_columns(specs, steps)
-    if not columns:
-        return None
     outputs = out / "outputs" / eval_set.name
+    columns = [(label, outputs / name) for label, name in sheet_columns(specs, steps)]
+    return side_by_side(eval_set, columns, out / f"crops-{eval_set.name}.png") if columns else None
+
+
+def side_by_side(eval_set: EvalSet, columns: list[tuple[str, Path]], path: Path,
+                 rows_wanted: int = SHEET_ROWS) -> Path | None:
+    """The busiest LR window of each of the first images that every folder has an output of: LR
+    (nearest-neighbour 4x) | each (label, folder of ``<image>.png`` outputs), labelled."""
     rows = []
-    for image in eval_set.images[:SHEET_ROWS]:
-        paths = [outputs / name / f"{image.name}.png" for _, name in columns]
+    for image in eval_set.images:
+        if len(rows) == rows_wanted:
+            break
+        paths = [folder / f"{image.name}.png" for _, folder in columns]
         if not all(p.exists() for p in paths):
             continue
         lr = to_uint8(read_rgb(image.lr))
@@ -123,8 +130,8 @@ def crops_sheet(eval_set: EvalSet, specs: list[MethodSpec], out: Path, steps: in
         top, left = busiest_window(lr, side)
         cells = [Image.fromarray(lr[top:top + side, left:left + side]).resize((4 * side, 4 * side),
                                                                               Image.Resampling.NEAREST)]
-        for path in paths:
-            hr = read_rgb8(path)
+        for output in paths:
+            hr = read_rgb8(output)
             cells.append(Image.fromarray(hr[4 * top:4 * (top + side), 4 * left:4 * (left + side)]))
         rows.append((image.name, cells))
     if not rows:
@@ -141,6 +148,5 @@ def crops_sheet(eval_set: EvalSet, specs: list[MethodSpec], out: Path, steps: in
         for c, (label, image) in enumerate(zip(labels, cells, strict=True)):
             draw.text((c * cell + 4, y + 2 + LABEL_LINE), label, fill="black")
             sheet.paste(image, (c * cell, y + header))
-    path = out / f"crops-{eval_set.name}.png"
     sheet.save(path)
     return path
