@@ -16,10 +16,11 @@ from qusr_cli.archs.compact import CompactSR
 from qusr_cli.cli.train_cmd import train_app
 from qusr_cli.train.adversarial import (Adversary, UNetDiscriminator, augment_cutout, augment_translation,
                                         diff_augment)
-from qusr_cli.train.objective import RestorationObjective, teacher_l1
+from qusr_cli.train.objective import RestorationObjective, teacher_is_faithful, teacher_l1
 from qusr_cli.train.perceptual import RandomFeatures, random_feature_loss
 from qusr_cli.train.procedural import DeadLeavesCrops, MixedSource, dead_leaves, leaf_radii
 from qusr_cli.train.recipe import PerceptualRecipe
+from qusr_cli.train.targets import unsharp_mask
 from qusr_cli.weights.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
 
 from helpers import random_photos
@@ -99,6 +100,29 @@ def test_teacher_term_skips_samples_without_a_teacher():
     prediction, teacher = torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4)
     assert float(teacher_l1(prediction, teacher, torch.tensor([1.0, 0.0]))) == pytest.approx(1.0)
     assert float(teacher_l1(prediction, teacher, torch.tensor([0.0, 0.0]))) == 0.0
+
+
+def test_the_gate_keeps_the_teacher_only_where_it_is_nearer_the_photo_than_bicubic():
+    hr = torch.cat([_image(seed) for seed in range(2)])
+    lr = F.avg_pool2d(hr, 4)
+    faithful, invented = hr + 0.01, hr.flip(-1)
+    teacher = torch.cat([faithful[:1], invented[1:]])
+    assert teacher_is_faithful(teacher, hr, lr).tolist() == [1.0, 0.0]
+    objective = RestorationObjective(fft_weight=0.0, teacher_weight=1.0, teacher_gate=True)
+    _, parts = objective(hr, {"hr": hr, "lr": lr, "teacher": teacher, "has_teacher": torch.ones(2)})
+    assert parts["teacher_share"] == 0.5 and parts["teacher_l1"] == pytest.approx(0.01, abs=1e-6)
+
+
+def test_the_sharpened_target_steepens_edges_and_leaves_flat_regions_alone():
+    flat = torch.full((1, 3, 32, 32), 0.5)
+    step = flat.clone()
+    step[..., 16:] = 0.6  # a soft edge: 0.1 across one pixel
+    assert torch.equal(unsharp_mask(flat, 1.0), flat)
+    sharpened = unsharp_mask(step, 1.0)
+    assert sharpened[..., 15].mean() < 0.5 and sharpened[..., 16].mean() > 0.6  # overshoot on both sides
+    assert torch.allclose(sharpened[..., :4], step[..., :4]) and torch.allclose(sharpened[..., -4:], step[..., -4:])
+    noisy = flat + 0.005 * torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(unsharp_mask(noisy.clamp(0, 1), 1.0), noisy.clamp(0, 1))  # below the threshold: untouched
 
 
 def test_each_term_of_the_objective_pulls_a_net_toward_its_target():

@@ -155,4 +155,10 @@ RECIPE = OptionGroup(_recipe, {
     "discriminator_lr": (Annotated[float, typer.Option("--disc-lr", help="Discriminator Adam learning rate.")], 1e-4),
     "procedural_share": (Annotated[float, typer.Option(
         "--procedural-share", min=0.0, max=1.0, help="Share of dead-leaves crops among the photos'.")], 0.0),
+    "teacher_gate": (Annotated[bool, typer.Option(
+        "--teacher-gate/--no-teacher-gate", help="Use the teacher only on crops where its output is nearer "
+                                                 "the HR crop than bicubic is.")], False),
+    "sharpen_hr": (Annotated[float, typer.Option(
+        "--sharpen-hr", min=0.0, max=2.0, help="Unsharp-mask amount of the HR target of the L1, FFT and "
+                                               "feature terms (0: the photo as it is).")], 0.0),
 }, panel="Perceptual recipe")

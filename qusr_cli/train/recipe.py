@@ -10,7 +10,9 @@ class PerceptualRecipe:
     """The denoiser's perceptual terms and extra data; all off by default (training.md, "The perceptual recipe").
 
     The weights are the λ of :class:`~qusr_cli.train.objective.RestorationObjective`'s teacher,
-    random-CNN and adversarial terms; ``procedural_share`` is the share of dead-leaves samples.
+    random-CNN and adversarial terms; ``procedural_share`` is the share of dead-leaves samples;
+    ``sharpen_hr`` the unsharp-mask amount of the HR target of the L1, FFT and feature terms;
+    ``teacher_gate`` keeps the teacher term to crops where the teacher is nearer the HR than bicubic.
     """
 
     teacher_weight: float = 0.0
@@ -19,3 +21,5 @@ class PerceptualRecipe:
     discriminator_width: int = 32
     discriminator_lr: float = 1e-4
     procedural_share: float = 0.0
+    sharpen_hr: float = 0.0
+    teacher_gate: bool = False
