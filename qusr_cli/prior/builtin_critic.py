@@ -141,16 +141,22 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
     return taps / taps.sum()
 
 
-def gaussian_blur(plane: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of a (H, W) plane with mirrored borders."""
-    taps = gaussian_kernel(sigma).to(plane)
+def gaussian_blur_images(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of every channel of (B, C, H, W) images with mirrored borders."""
+    taps = gaussian_kernel(sigma).to(images)
     radius = taps.numel() // 2
-    x = plane[None, None]
+    b, c, h, w = images.shape
+    x = images.reshape(b * c, 1, h, w)
     # Mirroring needs the pad to be shorter than the side; replicate covers tiny images.
-    mode = "reflect" if min(plane.shape) > radius else "replicate"
+    mode = "reflect" if min(h, w) > radius else "replicate"
     x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode=mode), taps.view(1, 1, 1, -1))
     x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode=mode), taps.view(1, 1, -1, 1))
-    return x[0, 0]
+    return x.reshape(b, c, h, w)
+
+
+def gaussian_blur(plane: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of a (H, W) plane with mirrored borders."""
+    return gaussian_blur_images(plane[None, None], sigma)[0, 0]
 
 
 def gradient_energy_blocks(plane: torch.Tensor, block: int = _BLUR_BLOCK) -> torch.Tensor:

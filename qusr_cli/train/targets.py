@@ -8,30 +8,17 @@ The mask leaves flat regions alone, so the photos' own noise and grain are not a
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from qusr_cli.prior.builtin_critic import gaussian_kernel
+from qusr_cli.prior.builtin_critic import gaussian_blur_images
 
 SHARPEN_SIGMA = 2.0          # HR pixels: half an LR pixel, the scale 4x upscaling loses first
 SHARPEN_THRESHOLD = 10 / 255  # residuals below this are flat regions or noise, left as they are
 
 
-def gaussian_blur_batch(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """G_σ ∗ x for every channel of (B, C, H, W) images, separable, mirrored borders."""
-    taps = gaussian_kernel(sigma).to(images)
-    radius = taps.numel() // 2
-    b, c, h, w = images.shape
-    planes = images.reshape(b * c, 1, h, w)
-    mode = "reflect" if min(h, w) > radius else "replicate"
-    planes = F.conv2d(F.pad(planes, (radius, radius, 0, 0), mode=mode), taps.view(1, 1, 1, -1))
-    planes = F.conv2d(F.pad(planes, (0, 0, radius, radius), mode=mode), taps.view(1, 1, -1, 1))
-    return planes.reshape(b, c, h, w)
-
-
 def unsharp_mask(hr: torch.Tensor, amount: float, sigma: float = SHARPEN_SIGMA,
                  threshold: float = SHARPEN_THRESHOLD) -> torch.Tensor:
     """x̃ = clamp(x + a·m·(x − G_σ∗x), 0, 1), with the soft mask m = G_σ ∗ 1[|x − G_σ∗x| > t] (max over RGB)."""
-    detail = hr - gaussian_blur_batch(hr, sigma)
+    detail = hr - gaussian_blur_images(hr, sigma)
     edges = (detail.abs().amax(1, keepdim=True) > threshold).to(hr.dtype)
-    mask = gaussian_blur_batch(edges, sigma)
+    mask = gaussian_blur_images(edges, sigma)
     return (hr + amount * mask * detail).clamp(0.0, 1.0)
