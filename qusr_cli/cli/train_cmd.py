@@ -95,6 +95,12 @@ def _crops(data: Path, **options) -> DegradedCrops:
         return DegradedCrops(data, **options)
 
 
+def _photo_options(max_images: int, hr_scales: str, min_detail: float, light_share: float) -> dict:
+    """The crop options of ``DegradedCrops`` from the photo options every training command shares."""
+    return {"images": slice(max_images or None), "hr_scales": tuple(parse_numbers(hr_scales, "--hr-scales", float)),
+            "min_detail": min_detail, "light_share": light_share}
+
+
 def _unless_missing(what: str, load: Callable[[], Any]) -> Any:
     """``load()``, or None with a line saying why when its set is not on this machine."""
     try:
@@ -173,9 +179,8 @@ def aux_command(data: DataOpt, out: OutOpt, config: LoopConfig, recipe: Perceptu
     """
     from qusr_cli.train.aux import AuxTask
 
-    dataset = _source(data, crop, config.seed, recipe, teacher_cache, images=slice(max_images or None),
-                      hr_scales=tuple(parse_numbers(hr_scales, "--hr-scales", float)), min_detail=min_detail,
-                      light_share=light_share)
+    dataset = _source(data, crop, config.seed, recipe, teacher_cache,
+                      **_photo_options(max_images, hr_scales, min_detail, light_share))
     task = AuxTask(num_feat=num_feat, num_conv=num_conv, upsample=upsample.value,
                    val_pairs=_pairs(val_dir, config.val_every), recipe=recipe)
     _train(task, dataset, data, out, crop, config, resume, init=init)
@@ -304,9 +309,8 @@ def denoiser_command(data: DataOpt, out: OutOpt, config: LoopConfig, recipe: Per
 
         encoder = TextEncoder(source="minilm")
     aux_net = load_checkpoint(aux, role="aux")
-    dataset = _source(data, crop, config.seed, recipe, teacher_cache, images=slice(max_images or None),
-                      hr_scales=tuple(parse_numbers(hr_scales, "--hr-scales", float)), min_detail=min_detail,
-                      light_share=light_share)
+    dataset = _source(data, crop, config.seed, recipe, teacher_cache,
+                      **_photo_options(max_images, hr_scales, min_detail, light_share))
     if aux_error is None and residual_base is ResidualBase.blend:
         aux_error = measure_aux_error(aux_net, dataset)
         typer.echo(f"σ_g of g on 64 training crops: {aux_error:.4f}")
@@ -424,9 +428,7 @@ def teacher_cache_command(data: DataOpt,
     with _data_errors():
         files = list_images(data)[:max_images or None]
         digests = check_disjoint(files, eval_dir)
-    dataset = _crops(data, crop=crop, seed=seed, images=slice(max_images or None),
-                     hr_scales=tuple(parse_numbers(hr_scales, "--hr-scales", float)), min_detail=min_detail,
-                     light_share=light_share)
+    dataset = _crops(data, crop=crop, seed=seed, **_photo_options(max_images, hr_scales, min_detail, light_share))
     run_device = resolve_device(device)
     net = load_checkpoint(teacher, role="aux", device=run_device)
     if run_device.type == "cpu":
