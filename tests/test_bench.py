@@ -25,6 +25,7 @@ from qusr_cli.bench.methods import (
     parse_external,
     plan_methods,
 )
+from qusr_cli.bench.plots import sheet_columns
 from qusr_cli.cli.bench_cmd import bench
 from qusr_cli.errors import QusrError
 from qusr_cli.eval_sets import load_set
@@ -299,6 +300,42 @@ def test_plan_methods_adds_the_reference_for_ablations_and_best_of_n():
     assert by_name["qusr-s5-best4"].candidates == 4 and by_name["qusr-s5-best4"].group == "best-of-n"
     with pytest.raises(QusrError, match="unknown method"):
         plan_methods(["esrgan"], steps_list=[], ablations=False, candidates_list=[], ablation_steps=5, externals=[])
+
+
+def test_plan_methods_adds_a_detail_sweep_beside_its_reference():
+    specs = plan_methods(["qusr"], steps_list=[1], ablations=False, candidates_list=[], ablation_steps=3,
+                         externals=[], detail_list=[1.0, 0.0, 0.25, 1.0])
+    assert [s.name for s in specs] == ["qusr-s1", "qusr-s3", "qusr-s3-d0", "qusr-s3-d0.25", "qusr-s3-d1"]
+    sweep = [s for s in specs if s.group == "detail"]
+    assert [(s.steps, s.detail) for s in sweep] == [(3, 0.0), (3, 0.25), (3, 1.0)]
+    assert [label for label, _ in sheet_columns(specs, 3)] == ["qusr-s3", "--detail 0", "--detail 0.25",
+                                                               "--detail 1"]
+
+
+def test_bench_detail_sweep_end_to_end(tiny_set, tiny_model, tmp_path):
+    out = tmp_path / "bench"
+    result = runner.invoke(cli, ["--set", str(tiny_set), "--methods", "qusr", "--steps-list", "3",
+                                 "--ablation-steps", "3", "--detail-list", "0,1", "--speed-sizes", "",
+                                 "--no-plots", "--out", str(out), "--weights", str(tiny_model),
+                                 "--threads", "1", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    methods = json.loads((out / "results.json").read_text())["quality"][tiny_set.name]["methods"]
+    assert list(methods) == ["qusr-s3", "qusr-s3-d0", "qusr-s3-d1"]
+    assert methods["qusr-s3-d0"]["group"] == "detail"
+    outputs = out / "outputs" / tiny_set.name
+    # the dial reaches the sampler: no posterior noise and full noise give different pictures
+    assert not np.array_equal(read_rgb8(outputs / "qusr-s3-d0" / "img0.png"),
+                              read_rgb8(outputs / "qusr-s3-d1" / "img0.png"))
+
+
+@pytest.mark.parametrize("values", ["1.5", "-0.1", "nan", "half"])
+def test_detail_list_out_of_range_is_one_clear_error(values, tmp_path):
+    from qusr_cli.cli.app import app
+
+    result = runner.invoke(app, ["bench", "--methods", "qusr", "--detail-list", values, "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2
+    assert "--detail-list" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "b").exists()
 
 
 def test_sets_resolve_by_name_or_path(tiny_set, tmp_path):

@@ -54,6 +54,7 @@ class MethodSpec:
     candidates: int = 1
     noise_weighting: bool = True
     critic: str = "auto"         # the engine's vocabulary: auto (the model's own), builtin (statistics), none
+    detail: float | None = None  # the sampler's fidelity ↔ invented-detail dial; None: the model's own
     command: str = ""            # external: the command template with {in} and {out}
 
     @property
@@ -62,6 +63,8 @@ class MethodSpec:
             return "best-of-n"
         if not self.noise_weighting or self.critic != "auto":
             return "ablation"
+        if self.detail is not None:
+            return "detail"
         return "method"
 
     def to_dict(self) -> dict:
@@ -101,9 +104,14 @@ def parse_external(text: str) -> MethodSpec:
     return MethodSpec(name, "external", command=command)
 
 
+def detail_name(steps: int, detail: float) -> str:
+    return qusr_name(steps, f"-d{detail:g}")
+
+
 def plan_methods(names: list[str], *, steps_list: list[int], ablations: bool, candidates_list: list[int],
-                 ablation_steps: int, externals: list[str]) -> list[MethodSpec]:
-    """The methods to run, in table order: baselines, qusr per step count, ablations, best-of-N, external."""
+                 ablation_steps: int, externals: list[str], detail_list: list[float] = ()) -> list[MethodSpec]:
+    """The methods to run, in table order: baselines, qusr per step count, ablations, best-of-N, the
+    detail sweep, external."""
     unknown = [n for n in names if n not in BASE_METHODS]
     if unknown:
         raise QusrError(f"unknown method {', '.join(unknown)}: choose from {', '.join(BASE_METHODS)}")
@@ -118,6 +126,8 @@ def plan_methods(names: list[str], *, steps_list: list[int], ablations: bool, ca
                                 critic="builtin")]
     variants += [MethodSpec(qusr_name(ablation_steps, f"-best{n}"), "qusr", steps=ablation_steps, candidates=n)
                  for n in sorted(set(candidates_list)) if n > 1]
+    variants += [MethodSpec(detail_name(ablation_steps, d), "qusr", steps=ablation_steps, detail=d)
+                 for d in sorted(set(detail_list))]
     if variants and qusr_name(ablation_steps) not in {s.name for s in specs}:
         # ablations and best-of-N are read as differences from this one
         specs.append(MethodSpec(qusr_name(ablation_steps), "qusr", steps=ablation_steps))
@@ -179,7 +189,7 @@ class QusrMethod:
     def __init__(self, spec: MethodSpec, upscaler, seed: int):
         self.spec, self.upscaler, self.device = spec, upscaler, upscaler.device
         self.options = UpscaleOptions(steps=spec.steps, seed=seed, candidates=spec.candidates,
-                                      noise_weighting=spec.noise_weighting)
+                                      noise_weighting=spec.noise_weighting, detail=spec.detail)
         self._meta = None
 
     def upscale(self, lr: torch.Tensor) -> torch.Tensor:

@@ -80,11 +80,13 @@ def time_vs_size(results: dict, out: Path) -> Path | None:
 
 
 def sheet_columns(specs: list[MethodSpec], steps: int) -> list[tuple[str, str]]:
-    """(label, method) for the sheet: bicubic, Real-ESRGAN, g and one qusr, those that ran."""
+    """(label, method) for the sheet: bicubic, Real-ESRGAN, g and one qusr, those that ran, then
+    each value of a detail sweep."""
     names = {s.name for s in specs}
     qusr = [s.name for s in specs if s.kind == "qusr" and s.group == "method"]
     chosen = qusr_name(steps) if qusr_name(steps) in names else (qusr[-1] if qusr else None)
     wanted = [("bicubic", "bicubic"), ("Real-ESRGAN", "realesrgan"), ("g (aux)", "aux"), (chosen, chosen)]
+    wanted += [(f"--detail {s.detail:g}", s.name) for s in specs if s.group == "detail"]
     return [(label, name) for label, name in wanted if name in names]
 
 

@@ -18,7 +18,9 @@ BENCH_EXAMPLES = """Examples:
 
   qusr bench --set realset65 --limit 8 --methods bicubic,aux,qusr --steps-list 5
 
-  qusr bench --set photos/ --methods qusr --speed-sizes 64,256 --speed-repeats 3"""
+  qusr bench --set photos/ --methods qusr --speed-sizes 64,256 --speed-repeats 3
+
+  qusr bench --set realset65 --limit 8 --methods bicubic,qusr --steps-list 5 --detail-list 0,0.5,1"""
 
 
 @grouped(engine=opt.ENGINE.without(critic="auto", allow_download=False))
@@ -36,6 +38,8 @@ def bench(
                                                  "statistics critic instead of the learned one.")] = False,
     ablation_steps: Annotated[int, typer.Option(min=1, max=50, help="Steps for the ablations and best-of-N.")] = 5,
     candidates_list: Annotated[str, typer.Option(help="Best-of-N sizes to compare, e.g. 1,2,4.")] = "",
+    detail_list: Annotated[str, typer.Option(help="--detail values (0..1) to compare at --ablation-steps, "
+                                                  "e.g. 0,0.25,0.5,1; the crops sheet shows each.")] = "",
     external: Annotated[list[str] | None, typer.Option(
         help="Outside method NAME=CMD; CMD gets {in} (a folder of LR PNGs) and {out} (where to write 4x "
              "images of the same names). Split like a shell line, never run by a shell.")] = None,
@@ -75,7 +79,8 @@ def bench(
     specs = plan_methods([m.strip() for m in methods.split(",") if m.strip()],
                          steps_list=parse_numbers(steps_list, "--steps-list", minimum=1), ablations=ablations,
                          candidates_list=parse_numbers(candidates_list, "--candidates-list", minimum=1),
-                         ablation_steps=ablation_steps, externals=external or [])
+                         ablation_steps=ablation_steps, externals=external or [],
+                         detail_list=parse_numbers(detail_list, "--detail-list", float, minimum=0.0, maximum=1.0))
     engine = EngineConfig(**{**asdict(engine), "weights": str(engine.weights) if engine.weights else None},
                           seed=seed, realesrgan_weights=str(realesrgan_weights) if realesrgan_weights else None)
     config = BenchConfig(sets=list(sets or DEFAULT_SETS), methods=specs, out=out, engine=engine, limit=limit,

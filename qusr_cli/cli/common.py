@@ -88,12 +88,16 @@ def command_group(**settings) -> typer.Typer:
     return typer.Typer(cls=QusrGroup, no_args_is_help=True, context_settings=HELP_OPTIONS, **settings)
 
 
-def parse_numbers(text: str, option: str, kind: type = int, minimum: float | None = None) -> list:
-    """A comma-separated list option ("1,2,4"; "" is empty) as numbers of ``kind``, each at least ``minimum``."""
+def parse_numbers(text: str, option: str, kind: type = int, minimum: float | None = None,
+                  maximum: float | None = None) -> list:
+    """A comma-separated list option ("1,2,4"; "" is empty) as numbers of ``kind`` in [minimum, maximum]."""
     try:
         values = [kind(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise InputError(f"{option}: expected comma-separated {kind.__name__}s, got {text!r}") from None
-    if minimum is not None and any(v < minimum for v in values):
+    # written as "not inside" so that a NaN is refused too
+    if minimum is not None and any(not v >= minimum for v in values):
         raise InputError(f"{option}: every value must be at least {minimum}")
+    if maximum is not None and any(not v <= maximum for v in values):
+        raise InputError(f"{option}: every value must be at most {maximum}")
     return values
