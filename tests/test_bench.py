@@ -22,6 +22,7 @@ from qusr_cli.bench.methods import (
     EngineConfig,
     ExternalMethod,
     MethodLoader,
+    MethodSpec,
     parse_external,
     plan_methods,
 )
@@ -310,6 +311,9 @@ def test_plan_methods_adds_a_detail_sweep_beside_its_reference():
     assert [(s.steps, s.detail) for s in sweep] == [(3, 0.0), (3, 0.25), (3, 1.0)]
     assert [label for label, _ in sheet_columns(specs, 3)] == ["qusr-s3", "--detail 0", "--detail 0.25",
                                                                "--detail 1"]
+    # specs travel to speed workers as dicts; one without the dial keeps the fingerprint it had before
+    assert all(MethodSpec.from_dict(s.to_dict()) == s for s in specs)
+    assert "detail" not in specs[0].to_dict() and sweep[0].to_dict()["detail"] == 0.0
 
 
 def test_bench_detail_sweep_end_to_end(tiny_set, tiny_model, tmp_path):

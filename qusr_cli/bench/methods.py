@@ -68,7 +68,11 @@ class MethodSpec:
         return "method"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if data["detail"] is None:
+            # the fingerprint of cached outputs is this dict: those made before the dial existed stay valid
+            del data["detail"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> MethodSpec:
