@@ -96,6 +96,48 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path, batch):
     assert checkpoint_info(resumed)["steps_done"] == 12
 
 
+def killed_after(batch, step: int):
+    """Batches for a run that the process dies in, right after ``step``."""
+    def batches(start):
+        yield from itertools.repeat(batch, step - start)
+        raise KeyboardInterrupt
+    return batches
+
+
+def test_kept_snapshots_record_their_step_and_cpu_time_across_a_resume(tmp_path, batch):
+    config = quick_config(12, save_every=5, keep_every=4)
+    with pytest.raises(KeyboardInterrupt):
+        train(AuxTask(num_feat=8, num_conv=1), killed_after(batch, 8), config, tmp_path)
+    train(AuxTask(num_feat=8, num_conv=1), lambda s: itertools.repeat(batch, 12 - s), config, tmp_path)
+    snapshots = sorted((tmp_path / "snapshots").iterdir())
+    # every 4th step is kept even though saves fall every 5th
+    assert [p.name for p in snapshots] == [f"aux-step-{n:07d}.safetensors" for n in (4, 8, 12)]
+    infos = [checkpoint_info(p) for p in snapshots]
+    assert [i["steps_done"] for i in infos] == [4, 8, 12]
+    cpu = [i["cpu_time_s"] for i in infos]
+    assert all(i["cpu_counted_from_step"] == 0 for i in infos)
+    assert cpu == sorted(cpu)  # summed over the resume, not restarted
+    assert torch.equal(load_checkpoint(snapshots[-1]).state_dict()["body.0.weight"],
+                       load_checkpoint(tmp_path / "aux.safetensors").state_dict()["body.0.weight"])
+    cpu_logged = [r["cpu_s"] for r in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines())
+                  if r["type"] == "train"]
+    assert cpu_logged == sorted(cpu_logged) and cpu_logged[-1] > 0
+
+
+def test_a_run_saved_before_cpu_time_was_counted_counts_from_its_resume(tmp_path, batch):
+    config = quick_config(8, save_every=4)
+    with pytest.raises(KeyboardInterrupt):
+        train(AuxTask(num_feat=8, num_conv=1), killed_after(batch, 4), config, tmp_path)
+    state = tmp_path / "resume" / "state.json"
+    scalars = json.loads(state.read_text())
+    for key in ("cpu_s", "cpu_from_step"):
+        del scalars["run"][key]
+    state.write_text(json.dumps(scalars))
+    path = train(AuxTask(num_feat=8, num_conv=1), lambda s: itertools.repeat(batch, 8 - s), config, tmp_path)
+    info = checkpoint_info(path)
+    assert info["cpu_counted_from_step"] == 4 and info["cpu_time_s"] >= 0
+
+
 def test_critic_learns_labels_and_the_learned_critic_reports(tmp_path, photo_dir):
     data = fixed_batch(DegradedCrops(photo_dir, crop=64, seed=2), range(8))
     task = CriticTask(width=8, held_out=data)

@@ -130,6 +130,9 @@ LOOP = OptionGroup(_loop_config, {
                                               help="Validate every N steps (0: never).")], 500),
     "save_every": (Annotated[int, typer.Option("--save-every", min=1,
                                                help="Save weights + resume state every N steps.")], 100),
+    "keep_every": (Annotated[int, typer.Option("--keep-every", min=0, help=(
+        "Also keep the weights of every Nth step in <out>/snapshots/ (0: none), for a quality-against-"
+        "CPU-hours curve (benchmarks/training_curve.py)."))], 0),
     "num_workers": (Annotated[int, typer.Option("--workers", min=0,
                                                 help="DataLoader worker processes for degradations.")], 1),
     "warmup": (Annotated[int, typer.Option("--warmup", min=0, help="Linear warm-up steps.")], 100),

@@ -8,7 +8,9 @@ does the rest. The run folder holds:
 - ``resume/state.safetensors`` + ``resume/state.json``: model, EMA, optimizer and RNG state (and a
   task's adversary: discriminator and its optimizer), and the scalars (no pickle anywhere, like the
   rest of the project);
-- ``log.jsonl``: one JSON object per logged step and per validation.
+- ``log.jsonl``: one JSON object per logged step and per validation;
+- ``snapshots/<role>-step-<N>.safetensors`` (with ``keep_every``): the EMA weights of every Nth step,
+  each a checkpoint whose header records its step and the CPU time spent to reach it.
 
 Under ``torchrun`` the same loop runs in every process (see ``distributed``); only rank 0 writes.
 """
@@ -21,6 +23,7 @@ import math
 import os
 import platform
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,6 +56,7 @@ class LoopConfig:
     grad_clip: float = 1.0
     seed: int = 0
     save_every: int = 200
+    keep_every: int = 0
     val_every: int = 500
     log_every: int = 10
     threads: int = 1
@@ -156,6 +160,11 @@ def _load_module(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: st
 class RunState:
     step: int = 0
     wall_s: float = 0.0
+    # CPU seconds of the training process (all its threads, not DataLoader workers) summed over
+    # resumes, counted from step cpu_from_step: a run saved before CPU time was counted counts from
+    # its next resume on.
+    cpu_s: float = 0.0
+    cpu_from_step: int = 0
     validations: list = field(default_factory=list)
 
 
@@ -204,7 +213,10 @@ def load_resume(folder: Path, model: nn.Module, ema: nn.Module, optimizer: torch
                                                               "adversary_optim"))
     torch.set_rng_state(tensors["rng.torch"])
     rng.setstate(_tupled(scalars["python_random"]))
-    return RunState(**scalars["run"])
+    run = RunState(**scalars["run"])
+    if "cpu_s" not in scalars["run"]:
+        run.cpu_from_step = run.step
+    return run
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,7 +303,8 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
     def checkpoint_info() -> dict:
         record = TrainingRun(task=task.info(), loop=asdict(config), steps_done=run.step,
                              wall_time_s=round(run.wall_s, 1), hardware=hardware(device), git_commit=git_commit(),
-                             validation=run.validations[-1] if run.validations else None)
+                             validation=run.validations[-1] if run.validations else None,
+                             cpu_time_s=round(run.cpu_s, 1), cpu_counted_from_step=run.cpu_from_step)
         return {**record.to_info(), **task.header(), **(info or {})}
 
     saved_at = [-1]
@@ -305,11 +318,15 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
             return
         save_resume(resume_dir, model, ema, optimizer, run, rng, adversary)
         save_checkpoint(final_path, ema, role=task.role, info=checkpoint_info(), dtype=torch.float16)
+        if config.keep_every and run.step % config.keep_every == 0:
+            snapshot = out_dir / "snapshots" / f"{task.role}-step-{run.step:07d}.safetensors"
+            snapshot.parent.mkdir(exist_ok=True)
+            shutil.copyfile(final_path, snapshot)
 
     if run.step == 0 and config.val_every:
         validate()
     window_start, window_steps, loss_sum = time.perf_counter(), 0, 0.0
-    last = time.perf_counter()
+    last, last_cpu = time.perf_counter(), time.process_time()
     for batch in batches(run.step):
         if run.step >= config.steps:
             break
@@ -329,7 +346,9 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
         run.step += 1
         now = time.perf_counter()
         run.wall_s += now - last
-        last = now
+        now_cpu = time.process_time()
+        run.cpu_s += now_cpu - last_cpu
+        last, last_cpu = now, now_cpu
         window_steps += 1
         loss_sum += float(loss.detach())
         if run.step % config.log_every == 0 or run.step == config.steps:
@@ -341,7 +360,7 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
             if ranks.is_main:
                 write_log({"type": "train", "step": run.step, "loss": mean_loss,
                            "lr": learning_rate(run.step - 1, config), "grad_norm": float(grad_norm),
-                           "samples_per_s": samples_per_s, "wall_s": run.wall_s, **metrics,
+                           "samples_per_s": samples_per_s, "wall_s": run.wall_s, "cpu_s": run.cpu_s, **metrics,
                            **({"rank_losses": rank_losses} if ranks.active else {})})
                 console.print(f"[{task.role}] " + _status(run.step, config.steps, mean_loss, samples_per_s, eta))
             window_start, window_steps, loss_sum = now, 0, 0.0
@@ -349,7 +368,8 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
             model.eval()
             validate()
             model.train()
-        if run.step % config.save_every == 0 or run.step == config.steps:
+        keep = config.keep_every and run.step % config.keep_every == 0
+        if keep or run.step % config.save_every == 0 or run.step == config.steps:
             save()
     if saved_at[0] != run.step:
         save()

@@ -128,6 +128,10 @@ class TrainingRun:
     hardware: dict
     git_commit: str | None
     validation: dict | None
+    # CPU seconds of the training process counted since step cpu_counted_from_step (0: the whole run);
+    # absent (None) in files trained before CPU time was counted
+    cpu_time_s: float | None = None
+    cpu_counted_from_step: int = 0
 
     def to_info(self) -> dict:
         return asdict(self)
@@ -139,7 +143,9 @@ class TrainingRun:
         missing = [key for key in kinds if key not in info]
         if missing:
             raise WeightsError(f"checkpoint header: no training record ({', '.join(missing)} missing)")
-        return cls(**{key: _typed(info, key, kind, "info") for key, kind in kinds.items()})
+        optional = {"cpu_time_s": (*_NUMBER, type(None)), "cpu_counted_from_step": int}
+        return cls(**{key: _typed(info, key, kind, "info") for key, kind in {**kinds, **optional}.items()
+                      if key in info})
 
 
 @dataclass(frozen=True)
