@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -463,3 +464,33 @@ def test_runs_benched_apart_meet_in_one_sheet(tiny_set, tmp_path):
     missing = subprocess.run([sys.executable, str(script), "--set", str(tiny_set), "--out", str(sheet),
                               f"none={tmp_path / 'c'}/aux"], capture_output=True, text=True)
     assert missing.returncode != 0 and "no outputs at" in missing.stderr
+
+
+def test_training_curve_benches_each_kept_snapshot(tiny_set, tmp_path):
+    """benchmarks/training_curve.py: one bench point per snapshot, placed at the CPU time its header records."""
+    import itertools
+
+    from qusr_cli.train.aux import AuxTask
+    from qusr_cli.train.loop import LoopConfig, train
+
+    batch = {"lr": torch.rand(2, 3, 8, 8), "hr": torch.rand(2, 3, 32, 32)}
+    run = tmp_path / "run"
+    train(AuxTask(num_feat=4, num_conv=1), lambda start: itertools.repeat(batch, 4 - start),
+          LoopConfig(steps=4, batch=2, warmup=1, save_every=4, keep_every=2, val_every=0, num_workers=0), run)
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "training_curve.py"
+    out = tmp_path / "curve"
+    done = subprocess.run([sys.executable, str(script), str(run), "--niqe-set", str(tiny_set), "--psnr-set",
+                           str(tiny_set), "--start-hours", "1.5", "--out", str(out)],
+                          capture_output=True, text=True, env={**os.environ, "QUSR_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    points = json.loads((out / "curve.json").read_text())
+    assert [p["step"] for p in points] == [2, 4] and all(p["method"] == "aux" for p in points)
+    assert all(not p["estimated"] and p["cpu_hours"] >= 1.5 for p in points)
+    assert points[0]["cpu_hours"] <= points[1]["cpu_hours"]
+    # the point's PSNR is the bench's own score of that snapshot
+    bench = json.loads((out / "step-0000004" / "bench" / "results.json").read_text())
+    assert points[1]["psnr_y"] == bench["quality"][tiny_set.name]["methods"]["aux"]["metrics"]["psnr_y"]
+    assert (out / "curve.md").read_text().count("\n") == 4
+    empty = subprocess.run([sys.executable, str(script), str(tmp_path), "--out", str(out)],
+                           capture_output=True, text=True)
+    assert empty.returncode != 0 and "no snapshots/" in empty.stderr
