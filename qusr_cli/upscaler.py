@@ -27,10 +27,10 @@ from qusr_cli.tiling import Tile, blend_bands, pad_to_multiple, plan_tiles, run_
 log = logging.getLogger("qusr")
 
 MIN_TILE = 32
-# Peak memory of one denoiser pass per LR pixel on the default model in fp32, measured on the CPU
-# (VmHWM growth: 4.1 KB at 128², 2.9 KB at 256², 2.2 KB at 512²; SDPA attention does not grow
-# quadratically there), plus ~1 KB of sampler state (x_t, noise, up, g, w at HR size).
-BYTES_PER_LR_PIXEL = 6_000
+# The sampler's own state per LR pixel besides the denoiser's working memory: x_t, noise, up, g, w at HR size.
+SAMPLER_BYTES_PER_LR_PIXEL = 1_000
+# What a net whose descriptor states no working memory is budgeted: the default denoiser's figure.
+UNMEASURED_BYTES_PER_LR_PIXEL = 6_000
 # The denoiser trains on 64² LR crops; much longer attention sequences than that move it away from
 # what it learned, so automatic tiles stay at most this big even when memory would allow more.
 MAX_AUTO_TILE = 256
@@ -83,6 +83,17 @@ class Upscaler:
     def plain_sr(self) -> bool:
         """A model with only an SR net: its output is g(y), with no diffusion and no prior."""
         return self.bundle.denoiser is None
+
+    @property
+    def bytes_per_lr_pixel(self) -> int:
+        """Peak working memory per LR pixel of one candidate: g's, or the denoiser's plus the sampler's."""
+        def stated(net) -> int:
+            return net.descriptor.bytes_per_lr_pixel or UNMEASURED_BYTES_PER_LR_PIXEL
+
+        aux = stated(self.bundle.aux)
+        if self.plain_sr:
+            return aux
+        return max(aux, stated(self.bundle.denoiser) + SAMPLER_BYTES_PER_LR_PIXEL)
 
     # ---- stage 3 -------------------------------------------------------------------------
     def prior(self, lr: torch.Tensor, prompt: str | None = None, prompt_mode: str = "extend") -> Prior:
@@ -141,7 +152,7 @@ class Upscaler:
         budget = free_memory_bytes(self.device) // 4
         if self.device.type == "cpu":
             budget = min(budget, CPU_TILE_BUDGET)
-        side = int(math.sqrt(budget / (BYTES_PER_LR_PIXEL * candidates)))
+        side = int(math.sqrt(budget / (self.bytes_per_lr_pixel * candidates)))
         return max(MIN_TILE, min(MAX_AUTO_TILE, side // 16 * 16))
 
     def upscale(self, lr: torch.Tensor, options: UpscaleOptions = UpscaleOptions(),

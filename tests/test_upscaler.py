@@ -218,3 +218,25 @@ def test_detail_dials_between_the_posterior_mean_and_full_noise(upscaler):
     assert float((sample(detail=0.5) - faithful).abs().mean()) < float((inventive - faithful).abs().mean())
     with pytest.raises(ValueError, match="detail"):
         sample(detail=1.5)
+
+
+def test_automatic_tiles_follow_the_working_memory_each_net_states(upscaler, monkeypatch):
+    import copy
+    from dataclasses import replace
+
+    from qusr_cli.archs import CompactSR
+    from qusr_cli.archs.rrdbnet import RRDBNet
+
+    monkeypatch.setattr("qusr_cli.upscaler.free_memory_bytes", lambda device: 4 * 100 * 2 ** 20)
+
+    def plain(net):
+        engine = copy.copy(upscaler)
+        engine.bundle = replace(upscaler.bundle, aux=net, denoiser=None)
+        return engine
+
+    wide_rrdb, light_compact = plain(RRDBNet(num_feat=64, num_block=1)), plain(CompactSR(num_feat=16, num_conv=1))
+    # 100 MB at 12.8 KB per LR pixel: a 80 px tile (rounded down to 16s), not the denoiser's larger one
+    assert wide_rrdb.auto_tile() == 80 < upscaler.auto_tile()
+    assert light_compact.auto_tile() > upscaler.auto_tile()
+    # all candidates share the budget
+    assert upscaler.auto_tile(candidates=4) < upscaler.auto_tile()

@@ -50,7 +50,9 @@ class CompactSR(nn.Module):
 
     @property
     def descriptor(self) -> ArchDescriptor:
-        return ArchDescriptor(scale=self.scale)
+        # about four feature maps alive at once (VmHWM growth on the CPU, 64 channels: 1.07–1.15 KB per
+        # LR pixel at 128² and 256²), plus the upsampled base and output
+        return ArchDescriptor(scale=self.scale, bytes_per_lr_pixel=16 * self.config["num_feat"] + 400)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         base = F.interpolate(lr, scale_factor=self.scale, mode=self.upsample_mode)

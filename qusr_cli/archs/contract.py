@@ -25,12 +25,15 @@ class ArchDescriptor:
     """scale: output side / input side (1 for nets that read an image and return numbers);
     size_multiple: input sides must be multiples of it (callers pad, see ``tiling.pad_to_multiple``);
     context_dim: width of the prior tokens a denoiser cross-attends to (None: it reads no tokens);
-    dtypes: the compute dtypes the net has been run in and gives usable output."""
+    dtypes: the compute dtypes the net has been run in and gives usable output;
+    bytes_per_lr_pixel: peak working memory of one fp32 inference call per LR pixel of the image (the
+    engine sizes its tiles from it; 0: not measured, for nets the engine does not tile)."""
 
     scale: int
     size_multiple: int = 1
     context_dim: int | None = None
     dtypes: tuple[torch.dtype, ...] = ALL_DTYPES
+    bytes_per_lr_pixel: int = 0
 
 
 @dataclass(frozen=True)

@@ -149,8 +149,10 @@ class DenoiserUNet(nn.Module):
     @property
     def descriptor(self) -> ArchDescriptor:
         """LR sides must be multiples of 2^(levels − 1), one halving per level below the first."""
+        # one denoiser pass, base width 32, fp32 on the CPU (VmHWM growth: 4.1 KB per LR pixel at 128²,
+        # 2.9 KB at 256², 2.2 KB at 512²; SDPA attention does not grow quadratically there)
         return ArchDescriptor(scale=self.scale, size_multiple=2 ** (len(self.config["channel_mult"]) - 1),
-                              context_dim=self.context_dim)
+                              context_dim=self.context_dim, bytes_per_lr_pixel=160 * self.config["base_width"])
 
     def prior_context(self, batch: int, context: torch.Tensor | None,
                       context_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
