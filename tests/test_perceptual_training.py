@@ -339,3 +339,77 @@ def test_a_run_without_resume_state_starts_from_init_weights(tmp_path, recipe_in
     other[other.index("--width") + 1] = "12"  # GroupNorm needs a multiple of 8: one line, not a traceback
     refused = CliRunner().invoke(train_app, other)
     assert refused.exit_code != 0 and "--arch unet" in refused.output and "divisible" in refused.output
+
+
+# ---- the distilled g: a teacher cut to its first blocks, fine-tuned to the teacher alone ----------
+
+
+def test_a_cut_rrdbnet_keeps_its_first_blocks_head_tail_and_licence(tmp_path):
+    from qusr_cli.archs.rrdbnet import RRDBNet
+    from qusr_cli.errors import WeightsError
+    from qusr_cli.weights.truncate import truncate_rrdbnet
+
+    torch.manual_seed(0)
+    deep = RRDBNet(num_feat=8, num_block=3, num_grow_ch=4)
+    source = save_checkpoint(tmp_path / "deep.safetensors", deep, role="aux",
+                             info={"source": "a teacher", "licence": "BSD-3-Clause"})
+    cut = truncate_rrdbnet(source, 2, tmp_path / "cut.safetensors")
+    shallow = load_checkpoint(cut, role="aux")
+    assert shallow.config == {**deep.config, "num_block": 2}
+    kept, original = shallow.state_dict(), deep.state_dict()
+    assert all(torch.equal(kept[key], original[key]) for key in kept)  # every kept weight is the source's
+    assert not any(key.startswith("body.2.") for key in kept)
+    info = checkpoint_info(cut)
+    assert info["licence"] == "BSD-3-Clause" and info["truncated_from"]["kept"] == 2
+    with torch.no_grad():  # a working net of the same scale, not the deep one's function
+        image = torch.rand(1, 3, 8, 8)
+        assert shallow(image).shape == deep(image).shape and not torch.equal(shallow(image), deep(image))
+    with pytest.raises(WeightsError, match="keep between 1 and 2"):
+        truncate_rrdbnet(source, 3, tmp_path / "all.safetensors")
+    compact = save_checkpoint(tmp_path / "compact.safetensors", CompactSR(num_feat=4, num_conv=1), role="aux")
+    with pytest.raises(WeightsError, match="only an RRDBNet"):
+        truncate_rrdbnet(compact, 1, tmp_path / "x.safetensors")
+
+
+def test_pure_distillation_leaves_the_photo_out_of_the_loss():
+    hr, teacher = _image(0), _image(1)
+    prediction = _image(2)
+    batch = {"hr": hr, "teacher": teacher, "has_teacher": torch.ones(1)}
+    loss, parts = RestorationObjective(fft_weight=0.0, teacher_weight=1.0, hr_weight=0.0)(prediction, batch)
+    assert float(loss) == pytest.approx(parts["teacher_l1"]) and parts["l1"] > 0  # logged, not weighted
+    with pytest.raises(ValueError, match="no term"):
+        RestorationObjective(fft_weight=0.0, hr_weight=0.0)
+
+
+def test_a_distilled_rrdbnet_g_trains_from_its_cut_teacher_and_keeps_the_licence(tmp_path, recipe_inputs):
+    from qusr_cli.archs.rrdbnet import RRDBNet
+    from qusr_cli.bundle import load_bundle
+    from qusr_cli.upscaler import Upscaler
+    from qusr_cli.weights.truncate import truncate_rrdbnet
+
+    root, _aux = recipe_inputs
+    torch.manual_seed(0)
+    teacher = save_checkpoint(tmp_path / "teacher.safetensors", RRDBNet(num_feat=8, num_block=2), role="aux",
+                              info={"source": "a teacher", "licence": "BSD-3-Clause"})
+    start = truncate_rrdbnet(teacher, 1, tmp_path / "cut.safetensors")
+    result = CliRunner().invoke(train_app, [
+        "aux", "--data", str(root / "photos"), "--out", str(tmp_path / "g"), "--teacher-cache", str(root / "cache"),
+        "--arch", "rrdbnet", "--blocks", "1", "--width", "8", "--init", str(start), "--teacher-weight", "1",
+        "--hr-weight", "0", "--crop", "16", "--batch", "2", "--workers", "0", "--val-every", "0", "--steps", "20",
+        "--lr", "3e-3", "--warmup", "1"])
+    assert result.exit_code == 0, result.output
+    trained = tmp_path / "g" / "aux.safetensors"
+    info = checkpoint_info(trained)
+    assert info["task"]["loss"] == "1.0·L1(teacher)"
+    assert info["initialised_from_provenance"]["licence"] == "BSD-3-Clause"
+    assert info["initialised_from_provenance"]["truncated_from"]["kept"] == 1
+    logs = [json.loads(line) for line in (tmp_path / "g" / "log.jsonl").read_text().splitlines()]
+    distances = [r["teacher_l1"] for r in logs if r["type"] == "train"]
+    assert distances[-1] < distances[0]
+    assert load_checkpoint(trained).config["num_block"] == 1
+    bundle = load_bundle("distilled-g", {"aux": trained})
+    assert Upscaler(bundle, device=torch.device("cpu"), dtype=torch.float32).upscale(
+        torch.rand(1, 3, 16, 16)).image.shape == (1, 3, 64, 64)
+    refused = CliRunner().invoke(train_app, [
+        "aux", "--data", str(root / "photos"), "--out", str(tmp_path / "none"), "--hr-weight", "0"])
+    assert refused.exit_code == 2 and "needs another term" in " ".join(refused.output.replace("│", " ").split())

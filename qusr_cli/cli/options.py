@@ -143,6 +143,9 @@ LOOP = OptionGroup(_loop_config, {
 def _recipe(**values):
     from qusr_cli.train.recipe import PerceptualRecipe
 
+    if not any(values[key] for key in ("hr_weight", "teacher_weight", "feature_weight", "gan_weight")):
+        raise typer.BadParameter("with --hr-weight 0 the loss needs another term: --teacher-weight, "
+                                 "--feature-weight or --gan-weight", param_hint="--hr-weight")
     return PerceptualRecipe(**values)
 
 
@@ -164,4 +167,6 @@ RECIPE = OptionGroup(_recipe, {
     "sharpen_hr": (Annotated[float, typer.Option(
         "--sharpen-hr", min=0.0, max=2.0, help="Unsharp-mask amount of the HR target of the L1, FFT and "
                                                "feature terms (0: the photo as it is).")], 0.0),
+    "hr_weight": (Annotated[float, typer.Option(
+        "--hr-weight", min=0.0, help="λ of L1 to the HR crop (0 with --teacher-weight: pure distillation).")], 1.0),
 }, panel="Perceptual recipe")

@@ -29,6 +29,11 @@ if TYPE_CHECKING:  # the training stack (torch) is imported inside the commands,
     from qusr_cli.train.recipe import PerceptualRecipe
 
 
+class AuxArch(str, Enum):
+    compact = "compact"
+    rrdbnet = "rrdbnet"
+
+
 class AuxUpsample(str, Enum):
     bicubic = "bicubic"
     nearest = "nearest"
@@ -146,6 +151,18 @@ def _source(data: Path, crop: int, seed: int, recipe: PerceptualRecipe, teacher_
     return dataset
 
 
+def _init_record(init: Path) -> dict:
+    """Where a run's first weights came from, with the source and licence their header carries on
+    (a g cut from Real-ESRGAN keeps its notice through every run trained from it)."""
+    from qusr_cli.weights.checkpoint import read_header
+    from qusr_cli.weights.truncate import PROVENANCE_KEYS
+
+    info = read_header(init).info
+    inherited = {**info.get("initialised_from_provenance", {}),
+                 **{key: info[key] for key in (*PROVENANCE_KEYS, "truncated_from") if key in info}}
+    return {"initialised_from": str(init), **({"initialised_from_provenance": inherited} if inherited else {})}
+
+
 def _train(task, dataset, data: Path, out: Path, crop: int, config: LoopConfig, resume: bool,
            extra: dict | None = None, init: Path | None = None) -> None:
     from qusr_cli.train.dataset import make_loader
@@ -153,7 +170,7 @@ def _train(task, dataset, data: Path, out: Path, crop: int, config: LoopConfig, 
     from qusr_cli.weights.header import TrainingData
 
     record = TrainingData(data=str(data), crop=crop, **dataset.describe())
-    initialised = {"initialised_from": str(init)} if init is not None else {}
+    initialised = _init_record(init) if init is not None else {}
     path = train(task, lambda start: make_loader(dataset, config.batch, start, config.steps, config.num_workers),
                  config, out, resume=resume, info={**record.to_info(), **initialised, **(extra or {})}, init=init)
     typer.echo(str(path))
@@ -167,21 +184,30 @@ def aux_command(data: DataOpt, out: OutOpt, config: LoopConfig, recipe: Perceptu
                 val_dir: ValDirOpt = DEFAULT_VAL_SET, max_images: MaxImagesOpt = 0,
                 hr_scales: HrScalesOpt = "1,0.7,0.5,0.35", min_detail: MinDetailOpt = 6.0,
                 light_share: LightShareOpt = 0.0,
-                num_feat: Annotated[int, typer.Option("--width", help="CompactSR channels.")] = 48,
+                arch: Annotated[AuxArch, typer.Option(
+                    "--arch", help="compact (CompactSR) or rrdbnet (a shallow Real-ESRGAN RRDBNet).")]
+                    = AuxArch.compact,
+                num_feat: Annotated[int, typer.Option("--width", help="Channels.")] = 48,
                 num_conv: Annotated[int, typer.Option("--depth", help="CompactSR 3x3 conv layers.")] = 10,
+                num_block: Annotated[int, typer.Option("--blocks", min=1, help="RRDBNet blocks.")] = 4,
                 upsample: Annotated[AuxUpsample, typer.Option(
-                    "--upsample", help="What g's output is a residual over.")] = AuxUpsample.bicubic) -> None:
-    """Auxiliary net g (CompactSR), L1 to the HR crop (UPSR's fidelity g), plus any recipe terms.
+                    "--upsample", help="What a CompactSR's output is a residual over.")] = AuxUpsample.bicubic
+                ) -> None:
+    """Auxiliary net g, L1 to the HR crop (UPSR's fidelity g), plus any recipe terms.
 
     Example: qusr train aux --data ../shared/data/train --out runs/aux --steps 3000
 
     Restoring g: --teacher-cache runs/teacher-cache --teacher-weight 2
+
+    Distilled g: qusr weights truncate runs/realesrgan-x4plus.safetensors --blocks 4 --out runs/rrdb4.safetensors,
+    then --arch rrdbnet --blocks 4 --width 64 --init runs/rrdb4.safetensors --teacher-cache runs/teacher-cache
+    --teacher-weight 2
     """
     from qusr_cli.train.aux import AuxTask
 
     dataset = _source(data, crop, config.seed, recipe, teacher_cache,
                       **_photo_options(max_images, hr_scales, min_detail, light_share))
-    task = AuxTask(num_feat=num_feat, num_conv=num_conv, upsample=upsample.value,
+    task = AuxTask(num_feat=num_feat, num_conv=num_conv, upsample=upsample.value, arch=arch.value, num_block=num_block,
                    val_pairs=_pairs(val_dir, config.val_every), recipe=recipe)
     _train(task, dataset, data, out, crop, config, resume, init=init)
 

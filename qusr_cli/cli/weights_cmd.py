@@ -167,3 +167,17 @@ def import_ncnn(
 
     written = import_ncnn_main(param, bin_file, out)
     typer.echo(f"wrote {written}")
+
+
+@weights_app.command("truncate", epilog="Examples:\n\n  qusr weights truncate runs/realesrgan-x4plus.safetensors "
+                                         "--blocks 4 --out runs/rrdb4.safetensors\n\n  qusr train aux --arch rrdbnet "
+                                         "--blocks 4 --init runs/rrdb4.safetensors --teacher-cache runs/teacher-cache ...")
+def truncate(
+    source: Annotated[Path, typer.Argument(help="An RRDBNet checkpoint (e.g. from import-ncnn).")],
+    blocks: Annotated[int, typer.Option("--blocks", min=1, help="Residual-in-residual blocks to keep (the first).")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the shallower RRDBNet.")],
+) -> None:
+    """Cut an RRDBNet to its first N blocks, head and tail kept: the start of a distilled g."""
+    from qusr_cli.weights.truncate import truncate_rrdbnet
+
+    typer.echo(f"wrote {truncate_rrdbnet(source, blocks, out)}")

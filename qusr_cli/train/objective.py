@@ -37,7 +37,7 @@ def teacher_l1(prediction: torch.Tensor, teacher: torch.Tensor, has_teacher: tor
 
 
 class RestorationObjective:
-    """L = L1(x̂0, x̃0) + λ_fft·L_fft + λ_t·L_t + λ_rf·L_rf(x̂0, x̃0) + λ_GAN·L_G(x̂0).
+    """L = λ_hr·L1(x̂0, x̃0) + λ_fft·L_fft + λ_t·L_t + λ_rf·L_rf(x̂0, x̃0) + λ_GAN·L_G(x̂0).
 
     x̃0 is the HR crop x0, unsharp-masked by ``sharpen_hr`` when that is not 0 (the discriminator's
     real images stay x0). Terms whose weight is 0 are not computed. The adversary's λ_GAN is its own
@@ -46,7 +46,10 @@ class RestorationObjective:
 
     def __init__(self, fft_weight: float = 0.05, teacher_weight: float = 0.0, feature_weight: float = 0.0,
                  adversary: Adversary | None = None, features: RandomFeatures | None = None,
-                 sharpen_hr: float = 0.0, teacher_gate: bool = False):
+                 sharpen_hr: float = 0.0, teacher_gate: bool = False, hr_weight: float = 1.0):
+        if not (hr_weight or fft_weight or teacher_weight or feature_weight or adversary is not None):
+            raise ValueError("the objective has no term: every weight is 0")
+        self.hr_weight = hr_weight
         self.sharpen_hr = sharpen_hr
         self.teacher_gate = teacher_gate
         self.fft_weight = fft_weight
@@ -61,13 +64,14 @@ class RestorationObjective:
         adversary = (Adversary(width=recipe.discriminator_width, lr=recipe.discriminator_lr,
                                weight=recipe.gan_weight) if recipe.gan_weight else None)
         return cls(fft_weight, recipe.teacher_weight, recipe.feature_weight, adversary,
-                   sharpen_hr=recipe.sharpen_hr, teacher_gate=recipe.teacher_gate)
+                   sharpen_hr=recipe.sharpen_hr, teacher_gate=recipe.teacher_gate, hr_weight=recipe.hr_weight)
 
     def __call__(self, prediction: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         hr = batch["hr"]
         target = unsharp_mask(hr.float(), self.sharpen_hr) if self.sharpen_hr else hr
         pixel = (prediction.float() - target.float()).abs().mean()
-        total, parts = pixel, {"l1": float(pixel.detach())}
+        # logged whatever its weight: with λ_hr = 0 (pure distillation) it still shows the distance to the photo
+        total, parts = self.hr_weight * pixel, {"l1": float(pixel.detach())}
         if self.fft_weight:
             spectral = fft_magnitude_l1(prediction, target)
             total = total + self.fft_weight * spectral
@@ -92,7 +96,8 @@ class RestorationObjective:
         return total, parts
 
     def describe(self) -> str:
-        terms = [f"L1 to HR unsharp-masked by {self.sharpen_hr}" if self.sharpen_hr else "L1"]
+        hr_term = f"L1 to HR unsharp-masked by {self.sharpen_hr}" if self.sharpen_hr else "L1"
+        terms = [hr_term if self.hr_weight == 1 else f"{self.hr_weight}·{hr_term}"] if self.hr_weight else []
         terms += [f"{self.fft_weight}·L1(|FFT|)"] if self.fft_weight else []
         if self.teacher_weight:
             terms.append(f"{self.teacher_weight}·L1(teacher)" + (" where nearer HR than bicubic" if self.teacher_gate

@@ -12,7 +12,8 @@ class PerceptualRecipe:
     The weights are the λ of :class:`~qusr_cli.train.objective.RestorationObjective`'s teacher,
     random-CNN and adversarial terms; ``procedural_share`` is the share of dead-leaves samples;
     ``sharpen_hr`` the unsharp-mask amount of the HR target of the L1, FFT and feature terms;
-    ``teacher_gate`` keeps the teacher term to crops where the teacher is nearer the HR than bicubic.
+    ``teacher_gate`` keeps the teacher term to crops where the teacher is nearer the HR than bicubic;
+    ``hr_weight`` is the λ of L1 to the HR crop (0 with a teacher: pure distillation).
     """
 
     teacher_weight: float = 0.0
@@ -23,3 +24,4 @@ class PerceptualRecipe:
     procedural_share: float = 0.0
     sharpen_hr: float = 0.0
     teacher_gate: bool = False
+    hr_weight: float = 1.0
