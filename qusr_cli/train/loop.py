@@ -321,7 +321,9 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
         if config.keep_every and run.step % config.keep_every == 0:
             snapshot = out_dir / "snapshots" / f"{task.role}-step-{run.step:07d}.safetensors"
             snapshot.parent.mkdir(exist_ok=True)
-            shutil.copyfile(final_path, snapshot)
+            # copied under a temporary name: a kill mid-copy leaves no half snapshot to bench
+            shutil.copyfile(final_path, snapshot.with_name(snapshot.name + ".tmp"))
+            os.replace(snapshot.with_name(snapshot.name + ".tmp"), snapshot)
 
     if run.step == 0 and config.val_every:
         validate()
