@@ -51,6 +51,15 @@ def cpu_hours(run: Path, info: dict) -> tuple[float, bool]:
     return (counted + wall * info["loop"]["threads"]) / 3600, True
 
 
+def evenly_spaced(items: list, count: int) -> list:
+    """``count`` of ``items`` at even spacing, the first and the last among them (all when count is 0)."""
+    if count <= 0 or count >= len(items):
+        return items
+    if count == 1:
+        return items[-1:]
+    return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)]
+
+
 def candidate_folder(checkpoint: Path, role: str, companions: Path | None, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for path in sorted(companions.glob("*.safetensors")) if companions else []:
@@ -109,11 +118,13 @@ def main() -> None:
     parser.add_argument("--niqe-set", default="realset65", help="Set scored by NIQE (a name or a folder).")
     parser.add_argument("--psnr-set", default="imagenet-val32", help="Paired set scored by PSNR-Y.")
     parser.add_argument("--steps", type=int, default=5, help="qusr steps when there is a denoiser.")
+    parser.add_argument("--points", type=int, default=0,
+                        help="Bench only this many snapshots, evenly spaced, first and last included (0: all).")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
-    files = sorted((args.run / "snapshots").glob("*.safetensors")) + args.checkpoint
+    files = evenly_spaced(sorted((args.run / "snapshots").glob("*.safetensors")), args.points) + args.checkpoint
     if not files:
         raise SystemExit(f"training_curve: {args.run} has no snapshots/ (train with --keep-every) and no "
                          "--checkpoint was given")

@@ -491,6 +491,11 @@ def test_training_curve_benches_each_kept_snapshot(tiny_set, tmp_path):
     bench = json.loads((out / "step-0000004" / "bench" / "results.json").read_text())
     assert points[1]["psnr_y"] == bench["quality"][tiny_set.name]["methods"]["aux"]["metrics"]["psnr_y"]
     assert (out / "curve.md").read_text().count("\n") == 4
+    last = subprocess.run([sys.executable, str(script), str(run), "--niqe-set", str(tiny_set), "--psnr-set",
+                           str(tiny_set), "--points", "1", "--out", str(tmp_path / "last")],
+                          capture_output=True, text=True, env={**os.environ, "QUSR_THREADS": "1"})
+    assert last.returncode == 0, last.stderr
+    assert [p["step"] for p in json.loads((tmp_path / "last" / "curve.json").read_text())] == [4]
     empty = subprocess.run([sys.executable, str(script), str(tmp_path), "--out", str(out)],
                            capture_output=True, text=True)
     assert empty.returncode != 0 and "no snapshots/" in empty.stderr
