@@ -82,7 +82,9 @@ def bench_point(folder: Path, method: str, args: argparse.Namespace) -> dict:
     return {"niqe": by_name[Path(args.niqe_set).name]["niqe"], "psnr_y": by_name[Path(args.psnr_set).name]["psnr_y"]}
 
 
-def plot(points: list[dict], path: Path, title: str, axes_labels: dict[str, str]) -> Path | None:
+def plot(points: list[dict], path: Path, title: str, axes_labels: dict[str, str],
+         bars: dict[str, float]) -> Path | None:
+    """One panel per measure; the bar each must reach is drawn too, so the scale shows the distance left."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -96,6 +98,9 @@ def plot(points: list[dict], path: Path, title: str, axes_labels: dict[str, str]
         for p in points:
             axis.scatter(p["cpu_hours"], p[key], color="tab:blue",
                          facecolors="none" if p["estimated"] else "tab:blue")
+        if key in bars:
+            axis.axhline(bars[key], color="tab:red", linestyle="--", label=f"bar {bars[key]:g}")
+            axis.legend(loc="best")
         axis.set_xlabel("CPU-hours of training")
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
@@ -120,6 +125,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="qusr steps when there is a denoiser.")
     parser.add_argument("--points", type=int, default=0,
                         help="Bench only this many snapshots, evenly spaced, first and last included (0: all).")
+    parser.add_argument("--niqe-bar", type=float, default=4.45, help="NIQE to reach (drawn; Real-ESRGAN's).")
+    parser.add_argument("--psnr-bar", type=float, default=23.5, help="PSNR-Y to reach (drawn).")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -145,7 +152,8 @@ def main() -> None:
     rows += [f"| {p['step']} | {p['cpu_hours']:.2f}{'*' if p['estimated'] else ''} | "
              f"{p['niqe']:.2f} | {p['psnr_y']:.2f} |" for p in points]
     (args.out / "curve.md").write_text("\n".join(rows) + "\n")
-    drawn = plot(points, args.out / "curve.png", f"{args.run.name}: first {args.limit} images per set", labels)
+    drawn = plot(points, args.out / "curve.png", f"{args.run.name}: first {args.limit} images per set", labels,
+                 {"niqe": args.niqe_bar, "psnr_y": args.psnr_bar})
     print("\n".join(rows))
     print(f"training_curve: wrote {args.out / 'curve.json'}, {args.out / 'curve.md'}"
           + (f", {drawn}" if drawn else " (no plot: matplotlib missing)"), file=sys.stderr)
