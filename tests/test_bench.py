@@ -499,3 +499,21 @@ def test_training_curve_benches_each_kept_snapshot(tiny_set, tmp_path):
     empty = subprocess.run([sys.executable, str(script), str(tmp_path), "--out", str(out)],
                            capture_output=True, text=True)
     assert empty.returncode != 0 and "no snapshots/" in empty.stderr
+
+
+def test_in_distribution_scores_bicubic_and_each_net_on_degraded_crops(tiny_set, tmp_path):
+    """benchmarks/in_distribution.py: one mean L1 per net, bicubic first; a net that is bicubic scores the same."""
+    from qusr_cli.archs import CompactSR
+    from qusr_cli.weights.checkpoint import save_checkpoint
+
+    net = save_checkpoint(tmp_path / "g.safetensors", CompactSR(num_feat=4, num_conv=1, upsample="bicubic"),
+                          role="aux")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "in_distribution.py"
+    done = subprocess.run([sys.executable, str(script), str(net), "--set", str(tiny_set), "--images", "2",
+                           "--seeds", "2", "--crop", "32"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split(maxsplit=1) for line in done.stdout.splitlines()]
+    assert [name for _, name in rows] == ["bicubic", str(net)]
+    bicubic, untrained = (float(value) for value, _ in rows)
+    # a fresh CompactSR's last layer is zero: its output is the bicubic base, so the two must agree
+    assert 0 < bicubic < 1 and untrained == pytest.approx(bicubic, abs=2e-3)
