@@ -98,8 +98,9 @@ SAMPLING = OptionGroup(UpscaleOptions, {
     "select": (Annotated[Selector, typer.Option(help="No-reference score that picks among --candidates.")],
                Selector.niqe),
     "detail": (Annotated[float | None, typer.Option(
-        min=0.0, max=1.0, help="Fidelity (0) to invented detail (1): the sampler's posterior noise. "
-                               "Default: the model's own setting.")], None),
+        min=0.0, max=1.0, help="Fidelity (0) to invented detail (1): the sampler's posterior noise in "
+                               "every step but the last, so it acts from --steps 3 on. Default: the "
+                               "model's own setting.")], None),
 }, panel="Sampling")
 
 
