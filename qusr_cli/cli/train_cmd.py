@@ -155,11 +155,11 @@ def _init_record(init: Path) -> dict:
     """Where a run's first weights came from, with the source and licence their header carries on
     (a g cut from Real-ESRGAN keeps its notice through every run trained from it)."""
     from qusr_cli.weights.checkpoint import read_header
-    from qusr_cli.weights.truncate import PROVENANCE_KEYS
+    from qusr_cli.weights.header import provenance
 
     info = read_header(init).info
-    inherited = {**info.get("initialised_from_provenance", {}),
-                 **{key: info[key] for key in (*PROVENANCE_KEYS, "truncated_from") if key in info}}
+    inherited = {**info.get("initialised_from_provenance", {}), **provenance(info),
+                 **({"truncated_from": info["truncated_from"]} if "truncated_from" in info else {})}
     return {"initialised_from": str(init), **({"initialised_from_provenance": inherited} if inherited else {})}
 
 
@@ -449,6 +449,7 @@ def teacher_cache_command(data: DataOpt,
     from qusr_cli.train.loop import autocast_dtype
     from qusr_cli.train.teacher_cache import build_teacher_cache, check_disjoint, file_digest
     from qusr_cli.weights.checkpoint import checkpoint_info, load_checkpoint
+    from qusr_cli.weights.header import provenance
 
     torch.set_num_threads(threads)
     with _data_errors():
@@ -461,7 +462,7 @@ def teacher_cache_command(data: DataOpt,
         net.to(memory_format=torch.channels_last)  # oneDNN's blocked kernels, as the engine does
     description = {"data": data.name, "photos": {p.name: digest[:16] for p, digest in digests.items()},
                    "teacher": {"sha256": file_digest(teacher), "arch": net.arch_name,
-                               **{k: v for k, v in checkpoint_info(teacher).items() if k in ("source", "licence")}}}
+                               **provenance(checkpoint_info(teacher))}}
 
     def report(progress) -> None:
         typer.echo(f"shard {progress.shard}/{progress.shards}  {progress.samples_per_s:.2f} samples/s", err=True)

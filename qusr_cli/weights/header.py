@@ -165,6 +165,16 @@ class DenoiserSources:
         return cls(**{key: _typed(info, key, kind, "info") for key, kind in kinds.items() if key in info})
 
 
+# Where a file's weights come from and under what licence: copied into every file derived from it
+# (a teacher cache's manifest, a cut net, a run started from one), so the notice travels with them.
+PROVENANCE_KEYS = ("source", "licence")
+
+
+def provenance(info: dict) -> dict:
+    """The source and licence entries of a header's ``info``, those it has."""
+    return {key: info[key] for key in PROVENANCE_KEYS if key in info}
+
+
 def is_placeholder(info: dict) -> bool:
     """Whether the header marks the weights as untrained stand-ins (``"placeholder": true``)."""
     return _typed(info, "placeholder", bool, "info") if "placeholder" in info else False

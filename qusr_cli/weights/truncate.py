@@ -14,9 +14,8 @@ from pathlib import Path
 from qusr_cli.archs.rrdbnet import RRDBNet
 from qusr_cli.errors import WeightsError
 from qusr_cli.weights.checkpoint import load_checkpoint, read_header, save_checkpoint
+from qusr_cli.weights.header import provenance
 from qusr_cli.weights.registry import file_sha256
-
-PROVENANCE_KEYS = ("source", "licence")
 
 
 def truncate_rrdbnet(source: str | Path, blocks: int, out: str | Path) -> Path:
@@ -32,7 +31,7 @@ def truncate_rrdbnet(source: str | Path, blocks: int, out: str | Path) -> Path:
     shallow = RRDBNet(**{**header.config, "num_block": blocks})
     shallow.load_state_dict({key: value for key, value in deep.state_dict().items()
                              if not key.startswith("body.") or int(key.split(".")[1]) < blocks})
-    info = {**{key: header.info[key] for key in PROVENANCE_KEYS if key in header.info},
+    info = {**provenance(header.info),
             "truncated_from": {"file": source.name, "sha256": file_sha256(source), "blocks": depth,
                                "kept": blocks}}
     return save_checkpoint(out, shallow, role="aux", info=info)
