@@ -309,7 +309,11 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
 
     saved_at = [-1]
 
+    def kept(step: int) -> bool:
+        return bool(config.keep_every) and step % config.keep_every == 0
+
     def save() -> None:
+        """Resume state and weights, and a snapshot of the weights at the steps ``keep_every`` names."""
         saved_at[0] = run.step
         ranks.check_same(ema)
         if adversary is not None:
@@ -318,7 +322,7 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
             return
         save_resume(resume_dir, model, ema, optimizer, run, rng, adversary)
         save_checkpoint(final_path, ema, role=task.role, info=checkpoint_info(), dtype=torch.float16)
-        if config.keep_every and run.step % config.keep_every == 0:
+        if kept(run.step):
             snapshot = out_dir / "snapshots" / f"{task.role}-step-{run.step:07d}.safetensors"
             snapshot.parent.mkdir(exist_ok=True)
             # copied under a temporary name: a kill mid-copy leaves no half snapshot to bench
@@ -370,8 +374,7 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
             model.eval()
             validate()
             model.train()
-        keep = config.keep_every and run.step % config.keep_every == 0
-        if keep or run.step % config.save_every == 0 or run.step == config.steps:
+        if kept(run.step) or run.step % config.save_every == 0 or run.step == config.steps:
             save()
     if saved_at[0] != run.step:
         save()
