@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 
 import torch
-import torch.nn.functional as F
 
+from qusr_cli.aux_sr import bicubic_upsample
 from qusr_cli.degradations import DegradationConfig, degrade
 from qusr_cli.eval_sets import load_set
 from qusr_cli.imageio import read_rgb8
@@ -39,7 +39,7 @@ def main() -> None:
         for seed in range(args.seeds):
             lr = degrade(hr, DegradationConfig(), 100 * index + seed)[0].clamp(0, 1)[None]
             with torch.no_grad():
-                outputs = {"bicubic": F.interpolate(lr, scale_factor=4, mode="bicubic"),
+                outputs = {"bicubic": bicubic_upsample(lr),
                            **{path: net(lr) for path, net in nets.items()}}
             for name, output in outputs.items():
                 totals[name] += float((output.clamp(0, 1)[0] - hr).abs().mean())

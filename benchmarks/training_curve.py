@@ -26,6 +26,7 @@ from pathlib import Path
 from qusr_cli.bench.methods import EngineConfig, plan_methods
 from qusr_cli.bench.runner import Bench, BenchConfig
 from qusr_cli.weights.checkpoint import read_header
+from qusr_cli.weights.header import TrainingRun
 
 def logged_wall_s(run: Path, step: int) -> float | None:
     """Wall seconds the run's log records at ``step`` (its last train line at or before it)."""
@@ -38,17 +39,17 @@ def logged_wall_s(run: Path, step: int) -> float | None:
     return wall
 
 
-def cpu_hours(run: Path, info: dict) -> tuple[float, bool]:
+def cpu_hours(run: Path, record: TrainingRun) -> tuple[float, bool]:
     """(CPU-hours to reach this file, whether part of it is estimated from wall time)."""
-    counted = info.get("cpu_time_s") or 0.0
-    since = info.get("cpu_counted_from_step", 0) if info.get("cpu_time_s") is not None else info["steps_done"]
+    counted = record.cpu_time_s or 0.0
+    since = record.cpu_counted_from_step if record.cpu_time_s is not None else record.steps_done
     if since == 0:
         return counted / 3600, False
     wall = logged_wall_s(run, since)
     if wall is None:
         raise SystemExit(f"training_curve: {run}/log.jsonl does not reach step {since}; cannot charge the "
                          "steps before CPU time was counted")
-    return (counted + wall * info["loop"]["threads"]) / 3600, True
+    return (counted + wall * record.loop["threads"]) / 3600, True
 
 
 def evenly_spaced(items: list, count: int) -> list:
@@ -138,11 +139,11 @@ def main() -> None:
     points = []
     for path in files:
         header = read_header(path)
-        info = header.info
-        folder = candidate_folder(path, header.role, args.companions, args.out / f"step-{info['steps_done']:07d}")
+        record = TrainingRun.from_info(header.info)
+        folder = candidate_folder(path, header.role, args.companions, args.out / f"step-{record.steps_done:07d}")
         method = "qusr" if (folder / "denoiser.safetensors").exists() else "aux"
-        hours, estimated = cpu_hours(args.run, info)
-        points.append({"step": info["steps_done"], "cpu_hours": args.start_hours + hours, "estimated": estimated,
+        hours, estimated = cpu_hours(args.run, record)
+        points.append({"step": record.steps_done, "cpu_hours": args.start_hours + hours, "estimated": estimated,
                        "method": method, **bench_point(folder, method, args)})
     points.sort(key=lambda p: p["cpu_hours"])
     args.out.mkdir(parents=True, exist_ok=True)
