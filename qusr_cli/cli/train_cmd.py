@@ -201,7 +201,7 @@ def aux_command(data: DataOpt, out: OutOpt, config: LoopConfig, recipe: Perceptu
 
     Distilled g: qusr weights truncate runs/realesrgan-x4plus.safetensors --blocks 4 --out runs/rrdb4.safetensors,
     then --arch rrdbnet --blocks 4 --width 64 --init runs/rrdb4.safetensors --teacher-cache runs/teacher-cache
-    --teacher-weight 2
+    --teacher-weight 1 --hr-weight 0
     """
     from qusr_cli.train.aux import AuxTask
 
