@@ -53,6 +53,15 @@ class UpscaleOptions:
     noise_weighting: bool = True   # False: w = 1 everywhere (the ablation without UPSR's weighting)
     detail: float | None = None    # 0 (faithful) … 1 (most invented detail); None: the model's own sampler
 
+    @property
+    def detail_is_inert(self) -> bool:
+        """True when ``detail`` is set but cannot act: it scales the noise of the T − 2 steps before the
+        step into τ = 0 and the final call, and with fewer than ``DETAIL_MIN_STEPS`` there are none."""
+        return self.detail is not None and self.steps < DETAIL_MIN_STEPS
+
+
+DETAIL_MIN_STEPS = 3
+
 
 # select -> no-reference score of a (1, 3, H, W) image, lower is better; loaded only when candidates are scored
 SELECTORS = {"niqe": "qusr_cli.metrics:niqe_score"}

@@ -300,3 +300,12 @@ def test_detail_option_is_passed_to_the_sampler_and_bounded(tmp_path):
     assert not np.array_equal(outputs["0"], outputs["1"])
     refused = invoke("upscale", str(source), "-o", str(tmp_path / "x.png"), "--detail", "1.5")
     assert refused.exit_code == 2 and "--detail" in refused.output and not (tmp_path / "x.png").exists()
+
+
+def test_detail_that_cannot_act_at_so_few_steps_is_said(tmp_path):
+    source = photo(tmp_path / "in.png")
+    inert = invoke("upscale", str(source), "-o", str(tmp_path / "a.png"), "--steps", "2", "--detail", "1")
+    assert inert.exit_code == 0, inert.output
+    assert "--detail changes nothing at --steps 2" in inert.output
+    acting = invoke("upscale", str(source), "-o", str(tmp_path / "b.png"), "--steps", "3", "--detail", "1")
+    assert acting.exit_code == 0 and "changes nothing" not in acting.output

@@ -1,9 +1,11 @@
 import logging
+from dataclasses import replace
 
 import pytest
 import torch
 
 from qusr_cli.bundle import load_bundle
+from qusr_cli.options import DETAIL_MIN_STEPS
 from qusr_cli.upscaler import UpscaleOptions, Upscaler, resize_output
 
 from helpers import make_tiny_model
@@ -218,6 +220,14 @@ def test_detail_dials_between_the_posterior_mean_and_full_noise(upscaler):
     assert float((sample(detail=0.5) - faithful).abs().mean()) < float((inventive - faithful).abs().mean())
     with pytest.raises(ValueError, match="detail"):
         sample(detail=1.5)
+
+
+@pytest.mark.parametrize("steps", range(1, DETAIL_MIN_STEPS + 1))
+def test_detail_acts_from_detail_min_steps_on(upscaler, steps):
+    lr = _photo(16, 16)
+    options = UpscaleOptions(steps=steps, seed=1)
+    faithful, inventive = (upscaler.upscale(lr, replace(options, detail=d)).image for d in (0.0, 1.0))
+    assert torch.equal(faithful, inventive) == replace(options, detail=1.0).detail_is_inert
 
 
 def test_automatic_tiles_follow_the_working_memory_each_net_states(upscaler, monkeypatch):

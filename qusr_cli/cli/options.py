@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from qusr_cli.cli.groups import OptionGroup
-from qusr_cli.options import EngineOptions, UpscaleOptions
+from qusr_cli.options import DETAIL_MIN_STEPS, EngineOptions, UpscaleOptions
 from qusr_cli.plan import DEFAULT_SUFFIX
 
 
@@ -99,7 +99,7 @@ SAMPLING = OptionGroup(UpscaleOptions, {
                Selector.niqe),
     "detail": (Annotated[float | None, typer.Option(
         min=0.0, max=1.0, help="Fidelity (0) to invented detail (1): the sampler's posterior noise in "
-                               "every step but the last, so it acts from --steps 3 on. Default: the "
+                               f"every step but the last, so it acts from --steps {DETAIL_MIN_STEPS} on. Default: the "
                                "model's own setting.")], None),
 }, panel="Sampling")
 

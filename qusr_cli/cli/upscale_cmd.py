@@ -26,7 +26,7 @@ from qusr_cli.cli.groups import grouped
 from qusr_cli.cli.output import Output
 from qusr_cli.errors import FileFailed, InputError
 from qusr_cli.formats import OUTPUT_FORMATS
-from qusr_cli.options import EngineOptions, UpscaleOptions
+from qusr_cli.options import DETAIL_MIN_STEPS, EngineOptions, UpscaleOptions
 from qusr_cli.plan import (DEFAULT_SUFFIX, STDIO, Job, expand_inputs, explain_empty_folder, find_images, plan_jobs,
                            prepare_output_folders)
 from qusr_cli.safe_write import make_folder
@@ -181,6 +181,9 @@ def _run(jobs: list[Job], notes: list[str], engine: EngineOptions, options: Upsc
         make_folder(heatmaps, "--heatmaps folder")
     for note in notes:
         log.warning(note)
+    if options.detail_is_inert:
+        log.warning("--detail changes nothing at --steps %d: it acts from --steps %d on", options.steps,
+                    DETAIL_MIN_STEPS)
     run = Run(len(jobs), [Row(job, "skipped", job.skip) for job in jobs if job.skip], base=base)
     try:
         todo = [job for job in jobs if not job.skip]
