@@ -16,7 +16,7 @@ from qusr_cli.archs.compact import CompactSR
 from qusr_cli.cli.train_cmd import train_app
 from qusr_cli.train.adversarial import (Adversary, UNetDiscriminator, augment_cutout, augment_translation,
                                         diff_augment)
-from qusr_cli.train.objective import RestorationObjective, teacher_is_faithful, teacher_l1
+from qusr_cli.train.objective import RestorationObjective, perceptual_reference, teacher_is_faithful, teacher_l1
 from qusr_cli.train.perceptual import RandomFeatures, random_feature_loss
 from qusr_cli.train.procedural import DeadLeavesCrops, MixedSource, dead_leaves, leaf_radii
 from qusr_cli.train.recipe import PerceptualRecipe
@@ -379,6 +379,34 @@ def test_pure_distillation_leaves_the_photo_out_of_the_loss():
     assert float(loss) == pytest.approx(parts["teacher_l1"]) and parts["l1"] > 0  # logged, not weighted
     with pytest.raises(ValueError, match="no term"):
         RestorationObjective(fft_weight=0.0, hr_weight=0.0)
+
+
+def test_teacher_as_real_points_the_feature_and_gan_terms_at_the_teacher():
+    hr, teacher = torch.cat([_image(0), _image(1)]), torch.cat([_image(2), _image(3)])
+    batch = {"hr": hr, "teacher": teacher, "has_teacher": torch.tensor([1.0, 0.0])}
+    reference = perceptual_reference(hr, batch)
+    assert torch.equal(reference[0], teacher[0]) and torch.equal(reference[1], hr[1])  # no teacher: the photo
+    assert perceptual_reference(hr, {"hr": hr}) is hr
+    both = {"hr": hr, "teacher": teacher, "has_teacher": torch.ones(2)}
+    towards = lambda to_teacher: RestorationObjective(  # noqa: E731
+        fft_weight=0.0, hr_weight=0.0, feature_weight=1.0, teacher_as_real=to_teacher,
+        adversary=Adversary(width=8, weight=0.1))
+    matched = towards(True)
+    _, parts = matched(teacher.clone(), both)  # a prediction equal to the teacher: nothing left to match
+    assert parts["random_features"] == pytest.approx(0.0, abs=1e-6)
+    assert torch.equal(matched.adversary._pair[0], teacher)  # the discriminator's real images
+    photo = towards(False)
+    _, parts = photo(teacher.clone(), both)
+    assert parts["random_features"] > 0.01 and torch.equal(photo.adversary._pair[0], hr)
+    assert "to the teacher" in matched.describe() and "teacher as real" in matched.describe()
+
+
+def test_teacher_as_real_needs_a_teacher_cache(tmp_path, recipe_inputs):
+    root, _aux = recipe_inputs
+    result = CliRunner().invoke(train_app, ["aux", "--data", str(root), "--out", str(tmp_path / "run"),
+                                            "--steps", "1", "--feature-weight", "0.1", "--teacher-as-real"])
+    assert result.exit_code != 0 and "--teacher-as-real needs --teacher-cache" in result.output
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_distilled_rrdbnet_g_trains_from_its_cut_teacher_and_keeps_the_licence(tmp_path, recipe_inputs):

@@ -170,4 +170,8 @@ RECIPE = OptionGroup(_recipe, {
                                                "feature terms (0: the photo as it is).")], 0.0),
     "hr_weight": (Annotated[float, typer.Option(
         "--hr-weight", min=0.0, help="λ of L1 to the HR crop (0 with --teacher-weight: pure distillation).")], 1.0),
+    "teacher_as_real": (Annotated[bool, typer.Option(
+        "--teacher-as-real/--hr-as-real", help="What the feature term matches and the discriminator calls real: "
+                                               "the teacher's output (needs --teacher-cache) or the HR crop.")],
+                        False),
 }, panel="Perceptual recipe")

@@ -36,20 +36,31 @@ def teacher_l1(prediction: torch.Tensor, teacher: torch.Tensor, has_teacher: tor
     return (per_sample * has_teacher).sum() / has_teacher.sum().clamp_min(1.0)
 
 
-class RestorationObjective:
-    """L = λ_hr·L1(x̂0, x̃0) + λ_fft·L_fft + λ_t·L_t + λ_rf·L_rf(x̂0, x̃0) + λ_GAN·L_G(x̂0).
+def perceptual_reference(fallback: torch.Tensor, batch: dict) -> torch.Tensor:
+    """r_i = t_i where sample i has a teacher output (h_i = 1), else ``fallback``_i (the HR crop)."""
+    if "teacher" not in batch:
+        return fallback
+    has_teacher = batch.get("has_teacher", torch.ones(len(fallback), device=fallback.device))
+    return torch.where(has_teacher.view(-1, 1, 1, 1).bool(), batch["teacher"].to(fallback.dtype), fallback)
 
-    x̃0 is the HR crop x0, unsharp-masked by ``sharpen_hr`` when that is not 0 (the discriminator's
-    real images stay x0). Terms whose weight is 0 are not computed. The adversary's λ_GAN is its own
-    ``weight``.
+
+class RestorationObjective:
+    """L = λ_hr·L1(x̂0, x̃0) + λ_fft·L_fft + λ_t·L_t + λ_rf·L_rf(x̂0, r) + λ_GAN·L_G(x̂0; real r').
+
+    x̃0 is the HR crop x0, unsharp-masked by ``sharpen_hr`` when that is not 0. The feature target r is
+    x̃0 and the discriminator's real image r' is x0, unless ``teacher_as_real``: then both are the
+    teacher's output t on samples that have one (:func:`perceptual_reference`). Terms whose weight is 0
+    are not computed. The adversary's λ_GAN is its own ``weight``.
     """
 
     def __init__(self, fft_weight: float = 0.05, teacher_weight: float = 0.0, feature_weight: float = 0.0,
                  adversary: Adversary | None = None, features: RandomFeatures | None = None,
-                 sharpen_hr: float = 0.0, teacher_gate: bool = False, hr_weight: float = 1.0):
+                 sharpen_hr: float = 0.0, teacher_gate: bool = False, hr_weight: float = 1.0,
+                 teacher_as_real: bool = False):
         if not (hr_weight or fft_weight or teacher_weight or feature_weight or adversary is not None):
             raise ValueError("the objective has no term: every weight is 0")
         self.hr_weight = hr_weight
+        self.teacher_as_real = teacher_as_real
         self.sharpen_hr = sharpen_hr
         self.teacher_gate = teacher_gate
         self.fft_weight = fft_weight
@@ -64,7 +75,8 @@ class RestorationObjective:
         adversary = (Adversary(width=recipe.discriminator_width, lr=recipe.discriminator_lr,
                                weight=recipe.gan_weight) if recipe.gan_weight else None)
         return cls(fft_weight, recipe.teacher_weight, recipe.feature_weight, adversary,
-                   sharpen_hr=recipe.sharpen_hr, teacher_gate=recipe.teacher_gate, hr_weight=recipe.hr_weight)
+                   sharpen_hr=recipe.sharpen_hr, teacher_gate=recipe.teacher_gate, hr_weight=recipe.hr_weight,
+                   teacher_as_real=recipe.teacher_as_real)
 
     def __call__(self, prediction: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         hr = batch["hr"]
@@ -86,11 +98,13 @@ class RestorationObjective:
             parts["teacher_l1"] = float(term.detach())
         if self.feature_weight:
             self.features.to(prediction.device)
-            term = random_feature_loss(self.features, prediction, target)
+            reference = perceptual_reference(target, batch) if self.teacher_as_real else target
+            term = random_feature_loss(self.features, prediction, reference)
             total = total + self.feature_weight * term
             parts["random_features"] = float(term.detach())
         if self.adversary is not None:
-            term = self.adversary.generator_term(hr, prediction.float())
+            real = perceptual_reference(hr, batch) if self.teacher_as_real else hr
+            term = self.adversary.generator_term(real, prediction.float())
             total = total + term
             parts["gan_g"] = float(term.detach()) / max(self.adversary.weight, 1e-12)
         return total, parts
@@ -102,9 +116,11 @@ class RestorationObjective:
         if self.teacher_weight:
             terms.append(f"{self.teacher_weight}·L1(teacher)" + (" where nearer HR than bicubic" if self.teacher_gate
                                                                    else ""))
+        to_teacher = ", to the teacher" if self.teacher_as_real else ""
         if self.feature_weight:
-            terms.append(f"{self.feature_weight}·L_rf(random CNN {self.features.widths}, seed {self.features.seed})")
+            terms.append(f"{self.feature_weight}·L_rf(random CNN {self.features.widths}, seed {self.features.seed}"
+                         f"{to_teacher})")
         if self.adversary is not None:
             terms.append(f"{self.adversary.weight}·L_GAN(U-Net D width {self.adversary.discriminator.width}, "
-                         "DiffAugment)")
+                         f"DiffAugment{', teacher as real' if self.teacher_as_real else ''})")
         return " + ".join(terms)

@@ -13,7 +13,9 @@ class PerceptualRecipe:
     random-CNN and adversarial terms; ``procedural_share`` is the share of dead-leaves samples;
     ``sharpen_hr`` the unsharp-mask amount of the HR target of the L1, FFT and feature terms;
     ``teacher_gate`` keeps the teacher term to crops where the teacher is nearer the HR than bicubic;
-    ``hr_weight`` is the λ of L1 to the HR crop (0 with a teacher: pure distillation).
+    ``hr_weight`` is the λ of L1 to the HR crop (0 with a teacher: pure distillation);
+    ``teacher_as_real`` makes the teacher's output (where a sample has one) the random-CNN term's target
+    and the discriminator's real image, so those terms pull toward the teacher's look, not the photo.
     """
 
     teacher_weight: float = 0.0
@@ -25,3 +27,4 @@ class PerceptualRecipe:
     sharpen_hr: float = 0.0
     teacher_gate: bool = False
     hr_weight: float = 1.0
+    teacher_as_real: bool = False
