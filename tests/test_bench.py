@@ -517,3 +517,26 @@ def test_in_distribution_scores_bicubic_and_each_net_on_degraded_crops(tiny_set,
     bicubic, untrained = (float(value) for value, _ in rows)
     # a fresh CompactSR's last layer is zero: its output is the bicubic base, so the two must agree
     assert 0 < bicubic < 1 and untrained == pytest.approx(bicubic, abs=2e-3)
+
+
+def test_teacher_gap_scores_each_student_folder_against_the_teachers_outputs(tmp_path):
+    """benchmarks/teacher_gap.py: one row per matched student folder, PSNR-Y over the images both have."""
+    rng = np.random.default_rng(0)
+    teacher_image = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    for name in ("setA", "setB"):
+        (tmp_path / "teacher" / name).mkdir(parents=True)
+        Image.fromarray(teacher_image).save(tmp_path / "teacher" / name / "a.png")
+        for step, offset in (("step-1", 8), ("step-2", 2)):
+            folder = tmp_path / step / name
+            folder.mkdir(parents=True)
+            Image.fromarray((teacher_image.astype(int) + offset).clip(0, 255).astype(np.uint8)).save(folder / "a.png")
+            Image.fromarray(teacher_image).save(folder / "only-here.png")  # no teacher output: not scored
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "teacher_gap.py"
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "teacher" / "%s"),
+                           str(tmp_path / "step-*" / "%s"), "--sets", "setA,setB"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if "step-" in line]
+    assert [row.split("|")[1].strip() for row in rows] == [str(tmp_path / s / "%s") for s in ("step-1", "step-2")]
+    scores = [[float(cell.split()[0]) for cell in row.split("|")[2:4]] for row in rows]
+    assert all(cell.endswith("(1)") for row in rows for cell in (c.strip() for c in row.split("|")[2:4]))
+    assert scores[0][0] == scores[0][1] < scores[1][0]  # nearer the teacher, higher; both sets alike
