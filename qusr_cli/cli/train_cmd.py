@@ -133,7 +133,8 @@ def _source(data: Path, crop: int, seed: int, recipe: PerceptualRecipe, teacher_
             **crop_options):
     """The training samples: degraded crops of ``data``, or a teacher cache's; with dead leaves mixed in
     when the recipe has a procedural share, and teacher fields on every sample when there is a cache."""
-    for needs_teacher, option in ((recipe.teacher_weight, "--teacher-weight"), (recipe.teacher_as_real, "--teacher-as-real")):
+    for needs_teacher, option in ((recipe.teacher_weight, "--teacher-weight"),
+                                  (recipe.teacher_as_real, "--teacher-as-real")):
         if needs_teacher and teacher_cache is None:
             raise InputError(f"{option} needs --teacher-cache (make one with `qusr train teacher-cache`)")
     if teacher_cache is not None:
