@@ -36,12 +36,19 @@ def teacher_l1(prediction: torch.Tensor, teacher: torch.Tensor, has_teacher: tor
     return (per_sample * has_teacher).sum() / has_teacher.sum().clamp_min(1.0)
 
 
+def samples_with_teacher(batch: dict) -> torch.Tensor:
+    """h, (B,) float: 1 where a sample of a batch with ``teacher`` carries one (a mixed source marks
+    dead leaves 0 in ``has_teacher``; a batch without that field has it on every sample)."""
+    hr = batch["hr"]
+    return batch.get("has_teacher", torch.ones(len(hr), device=hr.device)).float()
+
+
 def perceptual_reference(fallback: torch.Tensor, batch: dict) -> torch.Tensor:
     """r_i = t_i where sample i has a teacher output (h_i = 1), else ``fallback``_i (the HR crop)."""
     if "teacher" not in batch:
         return fallback
-    has_teacher = batch.get("has_teacher", torch.ones(len(fallback), device=fallback.device))
-    return torch.where(has_teacher.view(-1, 1, 1, 1).bool(), batch["teacher"].to(fallback.dtype), fallback)
+    has_teacher = samples_with_teacher(batch).view(-1, 1, 1, 1).bool()
+    return torch.where(has_teacher, batch["teacher"].to(fallback.dtype), fallback)
 
 
 class RestorationObjective:
@@ -89,7 +96,7 @@ class RestorationObjective:
             total = total + self.fft_weight * spectral
             parts["fft"] = float(spectral.detach())
         if self.teacher_weight and "teacher" in batch:
-            has_teacher = batch.get("has_teacher", torch.ones(len(hr), device=hr.device)).float()
+            has_teacher = samples_with_teacher(batch)
             if self.teacher_gate:
                 has_teacher = has_teacher * teacher_is_faithful(batch["teacher"], hr, batch["lr"])
                 parts["teacher_share"] = float(has_teacher.mean())
@@ -116,10 +123,9 @@ class RestorationObjective:
         if self.teacher_weight:
             terms.append(f"{self.teacher_weight}·L1(teacher)" + (" where nearer HR than bicubic" if self.teacher_gate
                                                                    else ""))
-        to_teacher = ", to the teacher" if self.teacher_as_real else ""
         if self.feature_weight:
             terms.append(f"{self.feature_weight}·L_rf(random CNN {self.features.widths}, seed {self.features.seed}"
-                         f"{to_teacher})")
+                         f"{', to the teacher' if self.teacher_as_real else ''})")
         if self.adversary is not None:
             terms.append(f"{self.adversary.weight}·L_GAN(U-Net D width {self.adversary.discriminator.width}, "
                          f"DiffAugment{', teacher as real' if self.teacher_as_real else ''})")
