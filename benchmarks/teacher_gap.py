@@ -7,7 +7,7 @@ Each folder is a bench method's cached outputs; %s stands for the set (--sets), 
 may hold glob characters (quote it; it is matched with the first set in place of %s). For every student folder
 it prints, per set, the mean PSNR-Y against the teacher's output of the same image over the images both
 have. Distillation to a deterministic teacher has a reachable target, so unlike PSNR to the photo this
-measure should rise toward infinity as training goes on; where it flattens, the student's capacity or
+measure can in principle rise without bound as training goes on; where it flattens, the student's capacity or
 loss is what limits it. No network runs here: it reads PNGs.
 """
 
