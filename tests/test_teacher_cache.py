@@ -28,9 +28,9 @@ def teacher():
     return CompactSR(num_feat=4, num_conv=1).eval()
 
 
-def _build(folder, photo_dir, teacher, count=6, description=None):
+def _build(folder, photo_dir, teacher, count=6, description=None, workers=0):
     dataset = DegradedCrops(photo_dir, crop=16, seed=5)
-    return build_teacher_cache(dataset, teacher, folder, count=count, shard_size=4, batch=3,
+    return build_teacher_cache(dataset, teacher, folder, count=count, shard_size=4, batch=3, workers=workers,
                                description=description or {"teacher": "tiny"})
 
 
@@ -81,6 +81,16 @@ def test_a_lost_shard_is_rebuilt_identically_and_finished_ones_are_kept(tmp_path
     _build(folder, photo_dir, teacher)
     assert shard_path(folder, 1).read_bytes() == original
     assert shard_path(folder, 0).stat().st_mtime_ns == kept
+
+
+def test_worker_processes_build_the_same_shards_and_resume_at_a_missing_one(tmp_path, photo_dir, teacher):
+    _build(tmp_path / "alone", photo_dir, teacher, count=12)
+    _build(tmp_path / "workers", photo_dir, teacher, count=12, workers=2)
+    for index in range(3):
+        assert shard_path(tmp_path / "workers", index).read_bytes() == shard_path(tmp_path / "alone", index).read_bytes()
+    shard_path(tmp_path / "workers", 1).unlink()
+    _build(tmp_path / "workers", photo_dir, teacher, count=12, workers=2)
+    assert shard_path(tmp_path / "workers", 1).read_bytes() == shard_path(tmp_path / "alone", 1).read_bytes()
 
 
 def test_a_folder_built_with_other_settings_is_refused(tmp_path, photo_dir, teacher):

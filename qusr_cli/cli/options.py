@@ -68,6 +68,8 @@ BatchOverwrite = Annotated[bool, typer.Option(
     "--overwrite/--no-overwrite", " /--skip-existing",
     help="Replace outputs that exist; by default they are left alone (skipped; --skip-existing says the same).")]
 Workers = Annotated[int, typer.Option(min=1, help="Worker processes, each with its own model (1: this process).")]
+DegradationWorkers = Annotated[int, typer.Option(
+    "--workers", min=0, help="Worker processes that degrade training crops (0: this process).")]
 Prefetch = Annotated[int, typer.Option(min=0, help="Files decoded ahead while the model computes (0: none).")]
 
 
@@ -134,8 +136,7 @@ LOOP = OptionGroup(_loop_config, {
     "keep_every": (Annotated[int, typer.Option("--keep-every", min=0, help=(
         "Also keep the weights of every Nth step in <out>/snapshots/ (0: none), for a quality-against-"
         "CPU-hours curve (benchmarks/training_curve.py)."))], 0),
-    "num_workers": (Annotated[int, typer.Option("--workers", min=0,
-                                                help="DataLoader worker processes for degradations.")], 1),
+    "num_workers": (DegradationWorkers, 1),
     "warmup": (Annotated[int, typer.Option("--warmup", min=0, help="Linear warm-up steps.")], 100),
     "amp": (Amp, "auto"),
 }, panel="Training loop")

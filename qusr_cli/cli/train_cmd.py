@@ -436,6 +436,7 @@ def teacher_cache_command(data: DataOpt,
                           device: opt.TrainDevice = "auto", seed: opt.TrainSeed = 0, amp: opt.Amp = "auto",
                           max_images: MaxImagesOpt = 0, hr_scales: HrScalesOpt = "1,0.7,0.5,0.35",
                           min_detail: MinDetailOpt = 6.0, light_share: LightShareOpt = 0.3,
+                          workers: opt.DegradationWorkers = 0,
                           eval_dir: Annotated[Path, typer.Option(
                               "--eval-dir", help="Evaluation images that must not be among the training photos.")]
                           = Path("../shared/data/eval")) -> None:
@@ -471,5 +472,6 @@ def teacher_cache_command(data: DataOpt,
 
     with _data_errors():
         shards = build_teacher_cache(dataset, net, out, count=count, description=description, shard_size=shard_size,
-                                     batch=batch, autocast_dtype=autocast_dtype(run_device, amp), progress=report)
+                                     batch=batch, autocast_dtype=autocast_dtype(run_device, amp), workers=workers,
+                                     progress=report)
     typer.echo(f"{out}: {shards} shards, {shards * shard_size} samples")

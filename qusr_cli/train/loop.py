@@ -263,6 +263,8 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
     torch.set_num_threads(config.threads)
     ranks = distributed.start(resolve_device(config.device))  # under torchrun; one rank otherwise
     device = ranks.device
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # every step has the same shapes: autotune once, reuse
     torch.manual_seed(distributed.rank_seed(config.seed, ranks.rank))
     rng = random.Random(distributed.rank_seed(config.seed, ranks.rank))
     resume_dir = out_dir / "resume"

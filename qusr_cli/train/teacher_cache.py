@@ -26,7 +26,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from qusr_cli.imageio import IMAGE_SUFFIXES
 from qusr_cli.train.dataset import augment
@@ -86,13 +86,14 @@ def teacher_outputs(teacher: nn.Module, lr: torch.Tensor, batch: int,
 
 def build_teacher_cache(dataset: Dataset, teacher: nn.Module, folder: str | Path, *, count: int,
                         description: dict, shard_size: int = 64, batch: int = 8,
-                        autocast_dtype: torch.dtype | None = None,
+                        autocast_dtype: torch.dtype | None = None, workers: int = 0,
                         progress: Callable[[CacheProgress], None] | None = None) -> int:
     """Write shards until ``count`` samples (rounded up to whole shards) are cached; return the shard count.
 
     ``dataset`` is a :class:`~qusr_cli.train.dataset.DegradedCrops`; ``description`` adds what its own
     ``describe()`` does not say (the photos' digests, the teacher). A folder built with other settings
-    is refused rather than mixed.
+    is refused rather than mixed. ``workers`` processes degrade the next shards' crops while the teacher
+    runs on this one (0: all in this process); the shards are the same either way.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -109,25 +110,41 @@ def build_teacher_cache(dataset: Dataset, teacher: nn.Module, folder: str | Path
     else:
         manifest_path.write_text(json.dumps(manifest, indent=2))
     shards = -(-count // shard_size)
+    missing = [index for index in range(shards) if not shard_path(folder, index).exists()]
     teacher.eval()
-    for index in range(shards):
+    # batch_size=None: each item is already one shard's worth, degraded inside a worker
+    inputs = DataLoader(_ShardInputs(dataset, shard_size, missing), batch_size=None, num_workers=workers,
+                        prefetch_factor=2 if workers else None)
+    started = time.perf_counter()
+    for index, crops in zip(missing, inputs):
+        restored = teacher_outputs(teacher, crops["lr"], batch, autocast_dtype)
+        tensors = {"hr": _to_uint8(crops["hr"]), "lr": _to_uint8(crops["lr"]), "teacher": _to_uint8(restored),
+                   **{f"param.{name}": values for name, values in crops["params"].items()}}
         path = shard_path(folder, index)
-        if path.exists():
-            continue
-        started = time.perf_counter()
-        samples = [dataset[i] for i in range(index * shard_size, (index + 1) * shard_size)]
-        hr = torch.stack([s["hr"] for s in samples])
-        lr = torch.stack([s["lr"] for s in samples])
-        restored = teacher_outputs(teacher, lr, batch, autocast_dtype)
-        tensors = {"hr": _to_uint8(hr), "lr": _to_uint8(lr), "teacher": _to_uint8(restored)}
-        for name in samples[0]["params"]:
-            tensors[f"param.{name}"] = torch.tensor([float(s["params"][name]) for s in samples])
         temporary = path.with_name(path.name + ".tmp")
         save_file(tensors, str(temporary))
         os.replace(temporary, path)
         if progress is not None:
             progress(CacheProgress(index + 1, shards, shard_size / (time.perf_counter() - started)))
+        started = time.perf_counter()
     return shards
+
+
+class _ShardInputs(Dataset):
+    """Item k: the stacked HR and LR crops and degradation parameters of shard ``shards[k]``."""
+
+    def __init__(self, dataset: Dataset, shard_size: int, shards: list[int]):
+        self.dataset, self.shard_size, self.shards = dataset, shard_size, shards
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+    def __getitem__(self, k: int) -> dict:
+        first = self.shards[k] * self.shard_size
+        samples = [self.dataset[i] for i in range(first, first + self.shard_size)]
+        return {"hr": torch.stack([s["hr"] for s in samples]), "lr": torch.stack([s["lr"] for s in samples]),
+                "params": {name: torch.tensor([float(s["params"][name]) for s in samples])
+                           for name in samples[0]["params"]}}
 
 
 class TeacherShards(Dataset):
