@@ -8,7 +8,7 @@
 #   scripts/gpu-distil.sh           # there, from the repository root, with gpu/ carried
 #
 # Env: DEV, PY (the command running qusr), WORK (scratch), OUT (results), CACHE_S / TRAIN_S (time budgets),
-# CACHE_COUNT, BATCH, CROP, WORKERS, SMOKE (rehearsal steps), LR.
+# CACHE_COUNT, BATCH, CROP, WORKERS, SMOKE (rehearsal steps), LR, RUNS (which of A B C; all three by default).
 set -u -o pipefail
 if [ "${1:-}" = prepare ]; then
   grep -qx /gpu/ .git/info/exclude 2>/dev/null || echo /gpu/ >> .git/info/exclude
@@ -23,7 +23,7 @@ save_file({k: v.half() if v.is_floating_point() else v for k, v in tensors.items
 fi
 DEV=${DEV:-cuda}; PY=${PY:-python3 -m qusr_cli}; WORK=${WORK:-/tmp/qusr}; OUT=${OUT:-$WORK/out}
 CACHE_S=${CACHE_S:-100}; TRAIN_S=${TRAIN_S:-360}; CACHE_COUNT=${CACHE_COUNT:-120000}; BATCH=${BATCH:-32}
-CROP=${CROP:-192}; WORKERS=${WORKERS:-14}; SMOKE=${SMOKE:-40}; LR=${LR:-2e-4}
+CROP=${CROP:-192}; WORKERS=${WORKERS:-14}; SMOKE=${SMOKE:-40}; LR=${LR:-2e-4}; RUNS=${RUNS:-A B C}
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 # That machine's image has no imagecodecs, which qusr needs only for 16-bit PNG; training reads 8-bit photos.
 python3 -c "import imagecodecs" 2>/dev/null && [ "${SHIM:-0}" = 0 ] || export PYTHONPATH=$PWD/scripts/gpu-shim:$PYTHONPATH
@@ -42,7 +42,7 @@ declare -A RECIPE=([A]="" [B]="--gan-weight 0.1 --teacher-as-real --disc-width 3
                    [C]="--gan-weight 0.1 --feature-weight 0.1 --teacher-as-real --disc-width 32")
 train_all() {  # $1 cache, $2 folder prefix, $3 extra options; steps from STEPS
   local pids=()
-  for run in A B C; do
+  for run in $RUNS; do
     timeout $((TRAIN_S + 90)) $PY train aux $common ${RECIPE[$run]} --teacher-cache $1 --out $2-$run \
       --steps ${STEPS[$run]} $3 > $2-$run.log 2>&1 &
     pids+=($!)
@@ -54,8 +54,8 @@ cache $WORK/smoke-cache 128 2>&1 | tail -2 || exit 1
 declare -A STEPS=([A]=$SMOKE [B]=$SMOKE [C]=$SMOKE)
 stamp smoke train
 train_all $WORK/smoke-cache $WORK/smoke "--save-every $SMOKE"
-for run in A B C; do tail -3 $WORK/smoke-$run.log; [ -f $WORK/smoke-$run/aux.safetensors ] || { echo "smoke $run failed"; exit 1; }; done
-for run in A B C; do
+for run in $RUNS; do tail -3 $WORK/smoke-$run.log; [ -f $WORK/smoke-$run/aux.safetensors ] || { echo "smoke $run failed"; exit 1; }; done
+for run in $RUNS; do
   sps=$(tail -1 $WORK/smoke-$run/log.jsonl | python3 -c "import json,sys;print(json.load(sys.stdin)['samples_per_s'])")
   STEPS[$run]=$(python3 -c "print(max(100, int($TRAIN_S * $sps / $BATCH * 0.85)))")
   echo "run $run: $sps samples/s in the rehearsal -> ${STEPS[$run]} steps"
@@ -67,11 +67,11 @@ ls $WORK/cache | grep -c '^shard-.*safetensors$'; du -sh $WORK/cache
 stamp train
 train_all $WORK/cache $WORK/run "--save-every 250 --keep-every 1000"
 stamp done
-for run in A B C; do
+for run in $RUNS; do
   tail -2 $WORK/run-$run.log
   cp $WORK/run-$run/aux.safetensors $OUT/g-$run.safetensors
 done
-for run in A B; do  # 64 MiB come back: three finals and two middle snapshots, for a second point on a curve
+for run in $(echo $RUNS | cut -d' ' -f1-2); do  # 64 MiB come back: three finals, two middle snapshots
   snapshots=($WORK/run-$run/snapshots/*.safetensors)
   [ -f "${snapshots[0]}" ] && cp "${snapshots[$(( (${#snapshots[@]} - 1) / 2 ))]}" $OUT/g-$run-mid.safetensors
 done
