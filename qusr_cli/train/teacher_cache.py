@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from qusr_cli.imageio import IMAGE_SUFFIXES
-from qusr_cli.train.dataset import augment
+from qusr_cli.train.dataset import augment, fixed_batch
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -93,7 +93,8 @@ def build_teacher_cache(dataset: Dataset, teacher: nn.Module, folder: str | Path
     ``dataset`` is a :class:`~qusr_cli.train.dataset.DegradedCrops`; ``description`` adds what its own
     ``describe()`` does not say (the photos' digests, the teacher). A folder built with other settings
     is refused rather than mixed. ``workers`` processes degrade the next shards' crops while the teacher
-    runs on this one (0: all in this process); the shards are the same either way.
+    runs on this one (0: all in this process). Workers run one thread each, so their shards are those of
+    a one-thread build; with more threads the recorded noise σ's can differ in their last bits.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -141,10 +142,9 @@ class _ShardInputs(Dataset):
 
     def __getitem__(self, k: int) -> dict:
         first = self.shards[k] * self.shard_size
-        samples = [self.dataset[i] for i in range(first, first + self.shard_size)]
-        return {"hr": torch.stack([s["hr"] for s in samples]), "lr": torch.stack([s["lr"] for s in samples]),
-                "params": {name: torch.tensor([float(s["params"][name]) for s in samples])
-                           for name in samples[0]["params"]}}
+        crops = fixed_batch(self.dataset, range(first, first + self.shard_size))
+        # collation makes float64 vectors of the parameters; shards have always stored float32
+        return {**crops, "params": {name: values.float() for name, values in crops["params"].items()}}
 
 
 class TeacherShards(Dataset):
