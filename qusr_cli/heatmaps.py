@@ -149,8 +149,8 @@ def render_figure(explanation, floor: float, name: str, words: tuple[str, str]) 
         (photo, "Your photo", "the input, enlarged 4x by plain bicubic interpolation"),
         (overlay, "Where detail will be invented",
          "orange: the model draws new detail; grey: it keeps your photo"),
-        (estimate, "g(y): the faithful 4x estimate",
-         "the sharp but cautious guess the diffusion starts from"),
+        (estimate, "g(y): the SR net's 4x estimate",
+         "the picture the diffusion starts from and corrects"),
     ]
     title_font, text_font, small_font = _font(18), _font(14), _font(12)
     wrap = max(20, size[0] // 7)
