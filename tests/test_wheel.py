@@ -25,7 +25,8 @@ def installed_wheel(tmp_path_factory) -> Path:
     wheel = next((work / "dist").glob("qusr-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-    for required in ("qusr_cli/weights.toml", "qusr_cli/models/qusr-small-aux.safetensors",
+    for required in ("qusr_cli/weights.toml", "qusr_cli/models/qusr-medium-aux.safetensors",
+                     "qusr_cli/models/NOTICE-Real-ESRGAN.txt", "qusr_cli/models/qusr-small-aux.safetensors",
                      "qusr_cli/models/qusr-small-denoiser.safetensors", "qusr_cli/metrics/data/niqe_pris_params.npz"):
         assert required in names, f"{required} missing from {wheel.name}"
     target = work / "site"
