@@ -189,6 +189,30 @@ def test_real_esrgan_outputs_made_before_are_reused(tiny_set, tiny_model, tmp_pa
     assert np.array_equal(cached, read_rgb8(made_before / "img0.png"))
 
 
+
+def test_real_esrgan_outputs_made_before_need_no_weights(tiny_set, tmp_path):
+    """Without the weights file the imported outputs are still scored; nothing is computed or timed,
+    and an image the folder lacks is a note, not a traceback."""
+    made_before = tmp_path / "made-before"
+    made_before.mkdir()
+    Image.fromarray(smooth_photo(128, 128, 7)).save(made_before / "img0.png")
+    Image.fromarray(smooth_photo(128, 128, 7)).save(made_before / "img1.png")
+    out = tmp_path / "bench"
+    args = ["--set", str(tiny_set), "--methods", "realesrgan", "--out", str(out), "--speed-sizes", "16",
+            "--no-plots", "--realesrgan-outputs", str(made_before)]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["computed_outputs"] == 0
+    assert results["quality"][tiny_set.name]["methods"]["realesrgan"]["images"] == 2
+    assert results["speed"] == [] and any("realesrgan not timed" in n for n in results["notes"])
+
+    (made_before / "img1.png").unlink()
+    result = runner.invoke(cli, args + ["--out", str(tmp_path / "again")])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    notes = json.loads((tmp_path / "again" / "results.json").read_text())["notes"]
+    assert any("img1 has no 4x output" in n and "does not exist" in n for n in notes), notes
+
 COPY_SCRIPT = """
 import sys
 from pathlib import Path

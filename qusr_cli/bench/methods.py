@@ -319,7 +319,8 @@ class MethodLoader:
         if spec.kind == "realesrgan":
             from qusr_cli.weights import file_sha256
 
-            key["weights"] = file_sha256(self.realesrgan_path)
+            # without the file, the only outputs are ones imported from --realesrgan-outputs
+            key["weights"] = file_sha256(self.realesrgan_path) if self.realesrgan_path.is_file() else None
         return key
 
     def _net(self, kind: str) -> torch.nn.Module:

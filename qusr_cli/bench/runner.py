@@ -97,10 +97,16 @@ class Bench:
             raise QusrError(f"two evaluation sets share a name ({', '.join(names)}); outputs are cached by set name")
         return sets
 
+    def _imports_realesrgan_only(self, spec: MethodSpec) -> bool:
+        """Real-ESRGAN without its weights, but with a folder of its outputs made before: those can
+        be scored, nothing can be computed or timed."""
+        return (spec.kind == "realesrgan" and self.config.realesrgan_outputs is not None
+                and not self.loader.realesrgan_path.is_file())
+
     def runnable(self) -> list[MethodSpec]:
         kept = []
         for spec in self.config.methods:
-            reason = self.loader.unavailable(spec)
+            reason = None if self._imports_realesrgan_only(spec) else self.loader.unavailable(spec)
             if reason:
                 self.note(reason)
             else:
@@ -159,6 +165,9 @@ class Bench:
                 source, pixels = found
                 save_png(target, pixels)
                 records[image.name] = {"seconds": None, "imported_from": str(source)}
+            elif self._imports_realesrgan_only(spec):
+                raise QusrError(f"{image.name} has no 4x output in {imported}, and {self.loader.realesrgan_path} "
+                                "(needed to compute it) does not exist")
             else:
                 method = self.method(spec)
                 hr, seconds = timed(partial(method.upscale, lr), method.device)
@@ -225,6 +234,9 @@ class Bench:
         rows = []
         for spec in specs:
             if spec.group != "method":
+                continue
+            if self._imports_realesrgan_only(spec):
+                self.note(f"speed: realesrgan not timed: {self.loader.realesrgan_path} does not exist")
                 continue
             fingerprint = {**self.loader.fingerprint(spec), "repeats": self.config.speed_repeats,
                            "threads": self.config.engine.threads}

@@ -58,7 +58,8 @@ def bench(
         = None,
     realesrgan_outputs: Annotated[Path | None, typer.Option(
         help="Folder of Real-ESRGAN outputs made before (e.g. runs/realesrgan-realset65), used instead of "
-             "recomputing any that match an input's name and 4x size.")] = None,
+             "recomputing any that match an input's name and 4x size; without the weights file, only these "
+             "are scored.")] = None,
     reuse: Annotated[bool, typer.Option("--reuse/--no-reuse", help="Keep cached outputs, metrics and timings.")]
         = True,
     extra_metrics: Annotated[bool, typer.Option(help="MUSIQ/CLIPIQA/MANIQA/LPIPS when pyiqa and its weights "
