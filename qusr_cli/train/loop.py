@@ -269,11 +269,12 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
     rng = random.Random(distributed.rank_seed(config.seed, ranks.rank))
     resume_dir = out_dir / "resume"
     resuming = resume and (resume_dir / "state.safetensors").exists()
+    adversary = getattr(task, "adversary", None)
     if init is not None and not resuming:
         start_from(task.model, init)
         if ranks.is_main:
             console.print(f"[{task.role}] starting from {init}")
-            if getattr(task, "adversary", None) is not None:
+            if adversary is not None:
                 # Measured: a GAN-trained g continued this way fell back to L1's blur within 100 steps.
                 console.print(f"[{task.role}] warning: the discriminator starts untrained; a GAN run keeps its "
                               "game only when it resumes from its resume/ state (docs/training.md)")
@@ -281,7 +282,6 @@ def train(task: Task, batches: Callable[[int], Iterable[dict]], config: LoopConf
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     amp_dtype = autocast_dtype(device, config.amp)
-    adversary = getattr(task, "adversary", None)
     if adversary is not None:
         adversary.to(device)
     run = (load_resume(resume_dir, model, ema, optimizer, rng, adversary) if resume else None) or RunState()
