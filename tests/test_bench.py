@@ -189,7 +189,6 @@ def test_real_esrgan_outputs_made_before_are_reused(tiny_set, tiny_model, tmp_pa
     assert np.array_equal(cached, read_rgb8(made_before / "img0.png"))
 
 
-
 def test_real_esrgan_outputs_made_before_need_no_weights(tiny_set, tmp_path):
     """Without the weights file the imported outputs are still scored; nothing is computed or timed,
     and an image the folder lacks is a note, not a traceback."""
@@ -212,6 +211,7 @@ def test_real_esrgan_outputs_made_before_need_no_weights(tiny_set, tmp_path):
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
     notes = json.loads((tmp_path / "again" / "results.json").read_text())["notes"]
     assert any("img1 has no 4x output" in n and "does not exist" in n for n in notes), notes
+
 
 COPY_SCRIPT = """
 import sys
